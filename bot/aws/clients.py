@@ -1,0 +1,25 @@
+"""boto3 clients with botocore's standard retry mode; endpoint and credentials stay boto3's own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+RETRIES = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    """The clients accessbot uses; built once by the composition root."""
+
+    iam: Any
+    kms: Any
+
+    @classmethod
+    def create(cls, session: boto3.session.Session | None = None) -> AwsClients:
+        """Build the clients from boto3's usual configuration chain."""
+        session = session or boto3.session.Session()
+        return cls(iam=session.client("iam", config=RETRIES), kms=session.client("kms", config=RETRIES))

@@ -1,0 +1,74 @@
+"""AWS failures in plain words, so a requester can read them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+GONE_CODES = frozenset({"NoSuchEntity", "NotFoundException", "InvalidGrantIdException"})
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalError",
+        "KMSInternalException",
+        "DependencyTimeoutException",
+        "ServiceFailure",
+    }
+)
+
+
+class AwsError(Exception):
+    """An AWS call failed after botocore's retries; `str()` is a sentence for people."""
+
+    def __init__(self, message: str, *, operation: str, code: str = "", transient: bool = False) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.code = code
+        self.transient = transient
+
+    @property
+    def gone(self) -> bool:
+        """The thing acted on does not exist (on revoke this means: already done)."""
+        return self.code in GONE_CODES
+
+
+def describe(exc: Exception, operation: str) -> AwsError:
+    """Turn a botocore exception into an AwsError with a readable message."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        detail = str(error.get("Message", "")).strip() or code
+        transient = code in TRANSIENT_CODES or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
+        hint = {
+            "AccessDenied": " (the bot's own IAM permissions do not allow this)",
+            "AccessDeniedException": " (the bot's own IAM permissions do not allow this)",
+            "LimitExceeded": " (an AWS limit was reached)",
+        }.get(code, "")
+        return AwsError(
+            f"AWS refused {operation}: {code}: {detail}{hint}", operation=operation, code=code, transient=transient
+        )
+    if isinstance(exc, BotoCoreError):
+        return AwsError(
+            f"AWS could not be reached for {operation}: {exc}",
+            operation=operation,
+            code=type(exc).__name__,
+            transient=True,
+        )
+    raise exc
+
+
+@contextmanager
+def aws_call(operation: str) -> Iterator[None]:
+    """Translate botocore errors raised inside the block into AwsError."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise describe(exc, operation) from exc

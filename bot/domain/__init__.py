@@ -1,0 +1,1 @@
+"""Pure decisions: no Slack, AWS or database here."""

@@ -1,0 +1,9 @@
+"""Errors that carry a message meant for a person."""
+
+
+class ConfigError(Exception):
+    """A setting or catalog key is missing or invalid; the message names it."""
+
+
+class UserError(Exception):
+    """Something a Slack user asked for cannot be done; the message says why, privately."""

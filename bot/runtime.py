@@ -1,0 +1,141 @@
+"""The composition root: builds the engine, clients, workflow, Slack app, scheduler and web app once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+
+from botocore.exceptions import NoRegionError
+from slack_bolt import App
+from slack_sdk import WebClient
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.aws.clients import AwsClients
+from bot.aws.granters import GroupGranter, KeyGranter, RoleGranter
+from bot.aws.identity import IdentityResolver
+from bot.catalog import Catalog, Kind, load_catalog
+from bot.config import Settings
+from bot.errors import ConfigError
+from bot.httpserver import HttpServer
+from bot.metrics import Metrics
+from bot.scheduler import ExpiryScheduler
+from bot.slack.app import build_app
+from bot.slack.notify import SlackDirectory, SlackNotifier
+from bot.store import schema
+from bot.store.db import is_sqlite, make_engine
+from bot.web import WebApp
+from bot.workflow import Tuning, Workflow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything one accessbot process runs, wired together."""
+
+    settings: Settings
+    catalog: Catalog
+    metrics: Metrics
+    workflow: Workflow
+    notifier: SlackNotifier
+    web: WebApp
+    scheduler: ExpiryScheduler | None
+    bolt: App
+    http: HttpServer | None = None
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        http: bool = True,
+        scheduler: bool | None = None,
+        tuning: Tuning | None = None,
+    ) -> Runtime:
+        """Build every part from settings; raise ConfigError on anything missing or invalid."""
+        settings.require_slack(http=http)
+        catalog = load_catalog(settings.accessbot_catalog)
+        engine = make_engine(settings.database_url)
+        prepare_schema(engine)
+        try:
+            aws = AwsClients.create()
+        except NoRegionError:
+            raise ConfigError(
+                "AWS_REGION: not set (KMS needs a region; set AWS_REGION or AWS_DEFAULT_REGION)"
+            ) from None
+        metrics = Metrics()
+        client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=10)
+        notifier = SlackNotifier(client, metrics)
+        directory = SlackDirectory(client, metrics)
+        workflow = Workflow(
+            engine=engine,
+            catalog=catalog,
+            granters={
+                Kind.IAM_GROUP: GroupGranter(aws.iam),
+                Kind.IAM_ROLE: RoleGranter(aws.iam),
+                Kind.KMS_KEY: KeyGranter(aws.kms),
+            },
+            identity=IdentityResolver(catalog.identity, aws.iam, directory.email_of),
+            notifier=notifier,
+            directory=directory,
+            owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+            metrics=metrics,
+            tuning=tuning or Tuning(),
+        )
+        bolt = build_app(
+            client=client, signing_secret=settings.slack_signing_secret, workflow=workflow, notifier=notifier
+        )
+        runs_scheduler = settings.scheduler_enabled if scheduler is None else scheduler
+        expiry = ExpiryScheduler(workflow, sweep_seconds=settings.accessbot_sweep_seconds, metrics=metrics)
+        if runs_scheduler:
+            workflow.on_due = expiry.nudge
+        runtime = cls(
+            settings=settings,
+            catalog=catalog,
+            metrics=metrics,
+            workflow=workflow,
+            notifier=notifier,
+            web=WebApp(bolt=bolt, engine=engine, metrics=metrics),
+            scheduler=expiry if runs_scheduler else None,
+            bolt=bolt,
+        )
+        return runtime
+
+    def start(self, *, host: str = "0.0.0.0", port: int | None = None) -> None:
+        """Start the scheduler (if this process runs one) and the HTTP server in the background."""
+        if self.scheduler is not None:
+            self.scheduler.start()
+        self.http = HttpServer(self.web, host=host, port=self.settings.port if port is None else port)
+        self.http.start()
+        log.info("accessbot listening on %s:%d", host, self.http.port)
+
+    def stop(self) -> None:
+        """Stop serving and scheduling; wait for work under way. Safe to call twice."""
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        self.workflow.engine.dispose()
+
+
+def prepare_schema(engine: Engine) -> None:
+    """On SQLite migrate by itself; elsewhere refuse to start while the schema is behind."""
+    try:
+        if is_sqlite(engine):
+            schema.upgrade(engine)
+            return
+        current, head = schema.pending_revisions(engine)
+    except SQLAlchemyError as exc:
+        raise ConfigError(
+            f"DATABASE_URL: cannot use the database: {type(getattr(exc, 'orig', None) or exc).__name__}"
+        ) from None
+    if head is not None:
+        raise ConfigError(
+            f"DATABASE_URL: the schema is at {current or 'nothing'} but this version needs {head}; "
+            "run `accessbot migrate` first"
+        )

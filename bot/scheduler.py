@@ -1,0 +1,88 @@
+"""APScheduler wiring: a safety-net sweep plus one precise wake-up at the next due time.
+
+There is no job per grant: the database holds every due time (next_due_at), so memory stays flat
+and nothing depends on APScheduler's own persistence (whose misfire grace would drop late jobs).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from bot.clock import utcnow
+from bot.metrics import Metrics
+from bot.workflow import Workflow
+
+log = logging.getLogger(__name__)
+WAKE_JOB = "wake"
+SWEEP_JOB = "sweep"
+
+
+class ExpiryScheduler:
+    """Decides *when* to look; the workflow decides what is owed."""
+
+    def __init__(self, workflow: Workflow, *, sweep_seconds: float, metrics: Metrics) -> None:
+        self._workflow = workflow
+        self._sweep_seconds = sweep_seconds
+        self._metrics = metrics
+        self._aps = BackgroundScheduler(
+            timezone=UTC, job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
+        )
+        self._running = threading.Lock()
+        self._again = threading.Event()
+        self._armed: datetime | None = None
+        self._arm_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start sweeping now (catching up on anything overdue) and every sweep interval after."""
+        self._aps.start()
+        self._aps.add_job(self.sweep, "interval", seconds=self._sweep_seconds, id=SWEEP_JOB, next_run_time=utcnow())
+
+    def stop(self) -> None:
+        """Stop, waiting for a sweep under way to finish."""
+        if self._aps.running:
+            self._aps.shutdown(wait=True)
+
+    def nudge(self, when: datetime) -> None:
+        """Make sure the scheduler wakes no later than `when`."""
+        with self._arm_lock:
+            if self._armed is not None and self._armed <= when and self._armed > utcnow():
+                return
+            self._armed = when
+            if self._aps.running:
+                self._aps.add_job(self.sweep, "date", run_date=when, id=WAKE_JOB, replace_existing=True)
+
+    def sweep(self) -> None:
+        """Process everything due; if asked again meanwhile, go round once more; then re-arm."""
+        if not self._running.acquire(blocking=False):
+            self._again.set()
+            return
+        try:
+            while True:
+                self._again.clear()
+                started = time.monotonic()
+                self._workflow.run_due()
+                self._metrics.sweep_duration.observe(time.monotonic() - started)
+                if not self._again.is_set():
+                    break
+        except Exception:
+            log.exception("sweep failed; the next one will try again")
+        finally:
+            self._running.release()
+        self._rearm()
+
+    def _rearm(self) -> None:
+        try:
+            due = self._workflow.next_due_at()
+        except Exception:
+            log.exception("could not read the next due time")
+            return
+        with self._arm_lock:
+            self._armed = None
+        if due is not None:
+            # Never arm in the past: a row still leased by another replica would spin the loop.
+            self.nudge(max(due, utcnow() + timedelta(milliseconds=50)))

@@ -1,0 +1,1 @@
+"""Slack: the app, thin listeners, Block Kit builders, one error handler."""

@@ -1,0 +1,63 @@
+"""build_app(): the Bolt app with its listeners and the one error boundary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+from slack_sdk import WebClient
+
+from bot.domain.lifecycle import InvalidTransition
+from bot.errors import UserError
+from bot.slack import listeners
+from bot.slack.notify import SlackNotifier
+from bot.workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+
+def build_app(*, client: WebClient, signing_secret: str | None, workflow: Workflow, notifier: SlackNotifier) -> App:
+    """The Slack app: listeners registered, errors answered privately."""
+    app = App(
+        client=client,
+        signing_secret=signing_secret or "socket-mode-does-not-sign",
+        token_verification_enabled=False,
+        request_verification_enabled=signing_secret is not None,
+        raise_error_for_unhandled_request=False,
+        logger=logging.getLogger("bot.slack.bolt"),
+    )
+    listeners.register(app, workflow)
+
+    @app.error
+    def on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> BoltResponse | None:
+        if isinstance(error, UserError | InvalidTransition):
+            text = str(error)
+        else:
+            error_id = secrets.token_hex(4)
+            log.error("unhandled error %s: %r", error_id, error, exc_info=error)
+            text = f"Something went wrong on our side (error {error_id}); it is logged. Please try again."
+        user, channel = _who_and_where(body)
+        if response is not None and "command" in body:
+            return BoltResponse(
+                status=200,
+                body=json.dumps({"response_type": "ephemeral", "text": text}),
+                headers={"content-type": "application/json"},
+            )
+        if user:
+            notifier.private(channel, user, text)
+        return BoltResponse(status=200, body="") if response is not None else None
+
+    return app
+
+
+def _who_and_where(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    user = body.get("user_id") or _id(body.get("user"))
+    channel = body.get("channel_id") or _id(body.get("channel"))
+    return (str(user) if user else None), (str(channel) if channel else None)
+
+
+def _id(value: object) -> object:
+    return value.get("id") if isinstance(value, dict) else None

@@ -1,0 +1,132 @@
+"""The Slack side of the workflow: posting, updating, DMs, and looking people up."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.metrics import Metrics
+from bot.slack import messages
+from bot.store.models import AccessRequest, Vote
+
+log = logging.getLogger(__name__)
+GROUP_CACHE_SECONDS = 60.0
+
+
+class SlackNotifier:
+    """Implements workflow.Notifier with the Web API; a failed post is logged, never fatal."""
+
+    def __init__(self, client: WebClient, metrics: Metrics) -> None:
+        self._client = client
+        self._metrics = metrics
+
+    def request_filed(self, request: AccessRequest, approvers: frozenset[str]) -> tuple[str, str] | None:
+        """Post the approval message to the resource's approval channel."""
+        answer = self._call(
+            "chat_postMessage",
+            channel=request.approval_channel,
+            text=messages.approval_text(request, []),
+            blocks=messages.approval_blocks(request, []),
+        )
+        if answer is None:
+            return None
+        return str(answer["channel"]), str(answer["ts"])
+
+    def request_changed(self, request: AccessRequest, votes: list[Vote]) -> None:
+        """Update the approval message in place; it loses its buttons once decided."""
+        if not (request.approval_channel and request.approval_ts):
+            return
+        self._call(
+            "chat_update",
+            channel=request.approval_channel,
+            ts=request.approval_ts,
+            text=messages.approval_text(request, votes),
+            blocks=messages.approval_blocks(request, votes),
+        )
+
+    def tell_requester(self, request: AccessRequest, event: str) -> None:
+        """DM the requester."""
+        self.direct(request.requester_id, messages.requester_text(request, event))
+
+    def alert(self, request: AccessRequest, text: str) -> None:
+        """Post an alert in the approval channel, in the request's thread when there is one."""
+        self._call(
+            "chat_postMessage",
+            channel=request.approval_channel,
+            thread_ts=request.approval_ts,
+            text=f":rotating_light: {text}",
+        )
+
+    def direct(self, user: str, text: str) -> None:
+        """Send a direct message (chat.postMessage to the user ID opens the DM)."""
+        self._call("chat_postMessage", channel=user, text=text)
+
+    def private(self, channel: str | None, user: str, text: str) -> None:
+        """Show a message only to `user` (ephemeral in a channel, or a DM without one)."""
+        if channel:
+            self._call("chat_postEphemeral", channel=channel, user=user, text=text)
+        else:
+            self.direct(user, text)
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._client, method)(**kwargs)
+        except (SlackApiError, OSError) as exc:
+            self._metrics.slack_failures.labels(method=method).inc()
+            log.warning("Slack %s failed: %s", method, _error_of(exc))
+            return None
+
+
+class SlackDirectory:
+    """Profile emails and user-group members, read from Slack and cached briefly."""
+
+    def __init__(self, client: WebClient, metrics: Metrics) -> None:
+        self._client = client
+        self._metrics = metrics
+        self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+        self._lock = threading.Lock()
+
+    def email_of(self, user: str) -> str | None:
+        """The user's profile email, or None."""
+        try:
+            answer = self._client.users_info(user=user)
+        except (SlackApiError, OSError) as exc:
+            self._metrics.slack_failures.labels(method="users_info").inc()
+            log.warning("Slack users.info failed: %s", _error_of(exc))
+            return None
+        profile = (answer.get("user") or {}).get("profile") or {}
+        email = profile.get("email")
+        return str(email) if email else None
+
+    def expand(self, ids: frozenset[str]) -> frozenset[str]:
+        """User IDs, with each user-group ID (S…) replaced by its current members."""
+        users = {i for i in ids if not i.startswith("S")}
+        for group in ids - users:
+            users |= self._members(group)
+        return frozenset(users)
+
+    def _members(self, group: str) -> frozenset[str]:
+        with self._lock:
+            cached = self._groups.get(group)
+        if cached and time.monotonic() - cached[0] < GROUP_CACHE_SECONDS:
+            return cached[1]
+        try:
+            members = frozenset(self._client.usergroups_users_list(usergroup=group).get("users") or [])
+        except (SlackApiError, OSError) as exc:
+            self._metrics.slack_failures.labels(method="usergroups_users_list").inc()
+            log.warning("Slack usergroups.users.list failed: %s", _error_of(exc))
+            return cached[1] if cached else frozenset()
+        with self._lock:
+            self._groups[group] = (time.monotonic(), members)
+        return members
+
+
+def _error_of(exc: Exception) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error", "unknown"))
+    return type(exc).__name__

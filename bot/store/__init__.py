@@ -1,0 +1,1 @@
+"""Storage: SQLModel tables, transactions, queries and row claims."""

@@ -1,0 +1,85 @@
+"""The tables. Every datetime is timezone-aware UTC (sqlmodel rejects naive ones)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from bot.clock import utcnow
+
+
+class AccessRequest(SQLModel, table=True):
+    """One request for access, from filing to its end; the source of truth for expiry."""
+
+    __tablename__ = "access_requests"
+    __table_args__ = (
+        Index("ix_access_requests_next_due_at", "next_due_at"),
+        Index("ix_access_requests_requester_status", "requester_id", "status"),
+        Index("ix_access_requests_holder", "iam_user", "target", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    requester_id: str = Field(max_length=32)
+    resource: str = Field(max_length=64)
+    kind: str = Field(max_length=16)
+    target: str = Field(max_length=2048)
+    iam_user: str = Field(max_length=64)
+    iam_user_arn: str = Field(max_length=2048)
+    duration_seconds: int
+    reason: str = Field(max_length=2000)
+    status: str = Field(max_length=16, index=True)
+    approvals_required: int = 1
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    decided_by: str | None = Field(default=None, max_length=32)
+    decided_at: datetime | None = None
+    deny_reason: str | None = Field(default=None, max_length=2000)
+    approval_channel: str | None = Field(default=None, max_length=32)
+    approval_ts: str | None = Field(default=None, max_length=32)
+    # Intent markers: written (and committed) before the AWS call, so a crash in between is recoverable.
+    grant_started_at: datetime | None = None
+    revoke_started_at: datetime | None = None
+    end_status: str | None = Field(default=None, max_length=16)
+    ended_by: str | None = Field(default=None, max_length=32)
+    grant_ref: str | None = Field(default=None, max_length=256)
+    activated_at: datetime | None = None
+    expires_at: datetime | None = None
+    ended_at: datetime | None = None
+    warned_at: datetime | None = None
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=2000)
+    # The next moment the scheduler must look at this row; NULL once nothing more is owed.
+    next_due_at: datetime | None = None
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_until: datetime | None = None
+
+
+class Vote(SQLModel, table=True):
+    """One approver's decision on one request."""
+
+    __tablename__ = "votes"
+    __table_args__ = (UniqueConstraint("request_id", "approver_id", name="uq_votes_request_approver"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="access_requests.id", index=True)
+    approver_id: str = Field(max_length=32)
+    approve: bool
+    comment: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditEvent(SQLModel, table=True):
+    """An append-only record of something that happened: who, what, when, from/to state."""
+
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int | None = Field(default=None, index=True)
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=32)
+    from_status: str | None = Field(default=None, max_length=16)
+    to_status: str | None = Field(default=None, max_length=16)
+    details: str = Field(default="{}")
+    created_at: datetime = Field(default_factory=utcnow, index=True)

@@ -1,0 +1,222 @@
+"""Fixtures: a moto server, a fake Slack Web API, a database (SQLite, and PostgreSQL when
+TEST_DATABASE_URL is set), and the bot itself running as a real HTTP server; all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel, select
+
+from bot.config import Settings
+from bot.runtime import Runtime
+from bot.store import schema
+from bot.store.db import make_engine, session_scope
+from bot.store.models import AccessRequest, AuditEvent
+from bot.workflow import Tuning
+from tests.support.aws import World, reset_moto, seed, start_moto
+from tests.support.catalogs import BASIC, EMAILS
+from tests.support.fake_slack import FakeSlack, start_fake_slack
+from tests.support.slack_sender import SlackSender
+
+SECRET = "signing-secret-TEST-1f2e3d"
+TOKEN = "xoxb-TEST-token-4c5b6a"
+REQUIRE_POSTGRES = os.environ.get("ACCESSBOT_REQUIRE_POSTGRES") == "1"
+_postgres_ran = {"count": 0}
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll until predicate() is truthy; return its value, or fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+# -- servers shared by the whole session ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    server, url = start_moto()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def world(moto_url: str) -> World:
+    reset_moto(moto_url)
+    return seed()
+
+
+@pytest.fixture(scope="session")
+def _fake_slack() -> Iterator[FakeSlack]:
+    fake, server = start_fake_slack()
+    yield fake
+    server.shutdown()
+
+
+@pytest.fixture
+def slack(_fake_slack: FakeSlack) -> FakeSlack:
+    _fake_slack.reset()
+    _fake_slack.emails = dict(EMAILS)
+    _fake_slack.usergroups = {}
+    return _fake_slack
+
+
+# -- databases -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    schema.upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        if REQUIRE_POSTGRES:
+            pytest.fail("ACCESSBOT_REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
+        pytest.skip("TEST_DATABASE_URL is not set")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        SQLModel.metadata.drop_all(connection)
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    schema.upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def _truncate(url: str) -> None:
+    engine = make_engine(url)
+    names = ", ".join(t.name for t in SQLModel.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, _sqlite_template: Path) -> str:
+    if request.param == "sqlite":
+        target = tmp_path / "accessbot.db"
+        shutil.copy(_sqlite_template, target)
+        return f"sqlite:///{target}"
+    url: str = request.getfixturevalue("postgres_url")
+    _truncate(url)
+    _postgres_ran["count"] += 1
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+# -- the bot -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bot:
+    """A running bot and a way to talk to it like Slack does."""
+
+    runtime: Runtime
+    sender: SlackSender
+
+    @property
+    def url(self) -> str:
+        assert self.runtime.http is not None
+        return self.runtime.http.url
+
+    def request(self, request_id: int) -> AccessRequest | None:
+        with session_scope(self.runtime.workflow.engine) as session:
+            return session.get(AccessRequest, request_id)
+
+    def status(self, request_id: int) -> str | None:
+        row = self.request(request_id)
+        return row.status if row else None
+
+    def wait_status(self, request_id: int, status: str, timeout: float = 10.0) -> AccessRequest:
+        wait_until(lambda: self.status(request_id) == status, timeout=timeout)
+        row = self.request(request_id)
+        assert row is not None
+        return row
+
+    def count(self) -> int:
+        with session_scope(self.runtime.workflow.engine) as session:
+            return len(session.exec(select(AccessRequest)).all())
+
+    def audit(self, request_id: int | None = None) -> list[AuditEvent]:
+        with session_scope(self.runtime.workflow.engine) as session:
+            stmt = select(AuditEvent).order_by(AuditEvent.id)  # type: ignore[arg-type]
+            if request_id is not None:
+                stmt = stmt.where(AuditEvent.request_id == request_id)
+            return list(session.exec(stmt).all())
+
+
+@pytest.fixture
+def catalog_file(tmp_path: Path) -> Path:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(BASIC)
+    return path
+
+
+@pytest.fixture
+def make_settings(database_url: str, catalog_file: Path, slack: FakeSlack) -> Callable[..., Settings]:
+    def _make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "slack_bot_token": TOKEN, "slack_signing_secret": SECRET, "slack_api_url": slack.url,
+            "database_url": database_url, "accessbot_catalog": catalog_file, "accessbot_sweep_seconds": 1.0,
+            "port": 0,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return _make
+
+
+@pytest.fixture
+def make_bot(make_settings: Callable[..., Settings], world: World) -> Iterator[Callable[..., Bot]]:
+    started: list[Runtime] = []
+
+    def _make(**overrides: Any) -> Bot:
+        tuning = Tuning(retry_base=timedelta(seconds=0.2), lease=timedelta(seconds=5))
+        runtime = Runtime.build(make_settings(**overrides), tuning=tuning)
+        runtime.start(host="127.0.0.1", port=0)
+        started.append(runtime)
+        assert runtime.http is not None
+        return Bot(runtime, SlackSender(runtime.http.url, SECRET))
+
+    yield _make
+    for runtime in started:
+        runtime.stop()
+
+
+@pytest.fixture
+def bot(make_bot: Callable[..., Bot]) -> Bot:
+    return make_bot()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With ACCESSBOT_REQUIRE_POSTGRES=1, a run in which no PostgreSQL test ran is a failure."""
+    if REQUIRE_POSTGRES and exitstatus == 0 and _postgres_ran["count"] == 0:
+        print("\nACCESSBOT_REQUIRE_POSTGRES=1 but no PostgreSQL test ran")
+        session.exitstatus = 1
