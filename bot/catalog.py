@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import timedelta
 from enum import StrEnum
@@ -144,7 +145,9 @@ class Identity(BaseModel):
 
     strategy: Strategy = Strategy.EMAIL_TAG
     tag_key: str = Field(default="email", min_length=1, max_length=128)
-    static: dict[SlackUserId, Annotated[str, Field(pattern=r"^[A-Za-z0-9_+=,.@-]{1,64}$")]] = Field(default_factory=dict)
+    static: dict[SlackUserId, Annotated[str, Field(pattern=r"^[A-Za-z0-9_+=,.@-]{1,64}$")]] = Field(
+        default_factory=dict
+    )
 
 
 class Catalog(BaseModel):
@@ -182,7 +185,9 @@ def parse_catalog(text: str, *, source: str = "catalog") -> Catalog:
     """Validate catalog YAML text; raise ConfigError listing every problem by key path."""
     try:
         raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        # PyYAML raises ValueError for impossible dates (2024-02-30) and integers over Python's digit
+        # limit, and RecursionError for absurdly deep nesting: all of them are bad catalog text.
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{source}: not valid YAML{where}") from None
@@ -200,7 +205,7 @@ def parse_catalog(text: str, *, source: str = "catalog") -> Catalog:
     groups = _approver_groups(raw.get("approver_groups"), problems)
     resources: dict[str, GroupResource | RoleResource | KeyResource] = {}
     resources_raw = _mapping(raw.get("resources"), "resources", problems)
-    if not resources_raw and "resources" not in problems:
+    if not resources_raw and not any(p.startswith("resources:") for p in problems):
         problems.append("resources: missing (the catalog lists at least one resource)")
     for name, body in resources_raw.items():
         path = f"resources.{name}"
@@ -263,6 +268,9 @@ def _approver_groups(raw: object, problems: list[str]) -> dict[str, tuple[str, .
     groups: dict[str, tuple[str, ...]] = {}
     for name, members in _mapping(raw, "approver_groups", problems).items():
         path = f"approver_groups.{name}"
+        if not _matches(str(name), r"^[a-z0-9][a-z0-9._-]{0,63}$"):
+            problems.append(f"{path}: names use lowercase letters, digits, '.', '_' and '-' (at most 64)")
+            continue
         if not isinstance(members, list) or not members:
             problems.append(f"{path}: must be a non-empty list of Slack user or user-group IDs")
             continue
@@ -295,6 +303,10 @@ def _describe(exc: ValidationError, path: str) -> Iterable[str]:
     for error in exc.errors():
         loc = ".".join(str(part) for part in error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
+        # A whole-model check names its key at the start of its message ("approvers: missing"): join it to the path.
+        field = re.match(r"([a-z_]+): (.*)", message, re.DOTALL)
+        if not loc and field is not None:
+            loc, message = field.group(1), field.group(2)
         if error["type"] == "extra_forbidden":
             message = "unknown key"
         elif error["type"] == "missing":
@@ -303,6 +315,5 @@ def _describe(exc: ValidationError, path: str) -> Iterable[str]:
 
 
 def _matches(value: str, pattern: str) -> bool:
-    import re
-
-    return re.match(pattern, value) is not None
+    # fullmatch: with re.match, `$` would also accept a trailing newline ("U0BOB\n").
+    return re.fullmatch(pattern, value) is not None

@@ -31,9 +31,14 @@ class HttpServer:
 
     def stop(self) -> None:
         """Stop accepting, finish the requests under way, close every connection."""
-        self._server.task_dispatcher.shutdown()
-        for channel in list(self._server._map.values()):
-            channel.close()
+        server = self._server
+
+        def close_everything() -> None:  # runs in the server's own loop thread
+            for channel in list(server._map.values()):
+                channel.close()
+
+        server.task_dispatcher.shutdown()
+        server.trigger.pull_trigger(close_everything)
         if self._thread is not None:
             self._thread.join(timeout=5)
 

@@ -46,5 +46,5 @@ def setup_logging(level: int, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("apscheduler", "botocore", "urllib3", "waitress.queue"):
+    for noisy in ("alembic", "apscheduler", "botocore", "urllib3", "waitress.queue"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

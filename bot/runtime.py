@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.aws.clients import AwsClients
 from bot.aws.granters import GroupGranter, KeyGranter, RoleGranter
 from bot.aws.identity import IdentityResolver
+from bot.background import Background
 from bot.catalog import Catalog, Kind, load_catalog
 from bot.config import Settings
 from bot.errors import ConfigError
@@ -45,6 +46,7 @@ class Runtime:
     web: WebApp
     scheduler: ExpiryScheduler | None
     bolt: App
+    background: Background
     http: HttpServer | None = None
 
     @classmethod
@@ -86,8 +88,13 @@ class Runtime:
             metrics=metrics,
             tuning=tuning or Tuning(),
         )
+        background = Background()
         bolt = build_app(
-            client=client, signing_secret=settings.slack_signing_secret, workflow=workflow, notifier=notifier
+            client=client,
+            signing_secret=settings.slack_signing_secret,
+            workflow=workflow,
+            notifier=notifier,
+            background=background,
         )
         runs_scheduler = settings.scheduler_enabled if scheduler is None else scheduler
         expiry = ExpiryScheduler(workflow, sweep_seconds=settings.accessbot_sweep_seconds, metrics=metrics)
@@ -102,6 +109,7 @@ class Runtime:
             web=WebApp(bolt=bolt, engine=engine, metrics=metrics),
             scheduler=expiry if runs_scheduler else None,
             bolt=bolt,
+            background=background,
         )
         return runtime
 
@@ -118,6 +126,7 @@ class Runtime:
         if self.http is not None:
             self.http.stop()
             self.http = None
+        self.background.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
         self.workflow.engine.dispose()

@@ -176,7 +176,7 @@ class Workflow:
         self._notifier.tell_requester(request, "filed")
 
     def decide(self, *, request_id: int, actor: str, approve: bool, comment: str | None = None) -> AccessRequest:
-        """Record an approver's vote; deny ends the request, a quorum of approvals activates it."""
+        """Record an approver's vote (one short transaction); deny ends the request, a quorum approves it."""
         now = self._clock()
         with session_scope(self.engine) as session:
             request = self._locked(request_id, session)
@@ -217,13 +217,19 @@ class Workflow:
                     approvals=len(approved_by),
                     required=request.approvals_required,
                 )
+        return request
+
+    def after_decision(self, request_id: int) -> None:
+        """Update the approval message, tell the requester, and grant when approved (off the request thread)."""
+        with session_scope(self.engine) as session:
+            request = self._locked(request_id, session)
+            votes = list(queries.votes_for(request_id, session=session))
         self._notifier.request_changed(request, votes)
         if request.status == Status.DENIED:
             self._notifier.tell_requester(request, "denied")
         elif request.status == Status.APPROVED:
             self._notifier.tell_requester(request, "approved")
             self.activate(request_id)
-        return request
 
     # -- AWS: granting and revoking ------------------------------------------------------------
 

@@ -183,8 +183,12 @@ def catalog_file(tmp_path: Path) -> Path:
 def make_settings(database_url: str, catalog_file: Path, slack: FakeSlack) -> Callable[..., Settings]:
     def _make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "slack_bot_token": TOKEN, "slack_signing_secret": SECRET, "slack_api_url": slack.url,
-            "database_url": database_url, "accessbot_catalog": catalog_file, "accessbot_sweep_seconds": 1.0,
+            "slack_bot_token": TOKEN,
+            "slack_signing_secret": SECRET,
+            "slack_api_url": slack.url,
+            "database_url": database_url,
+            "accessbot_catalog": catalog_file,
+            "accessbot_sweep_seconds": 1.0,
             "port": 0,
         }
         values.update(overrides)

@@ -31,5 +31,8 @@ def next_due(
 
 def retry_delay(attempts: int, base: timedelta, ceiling: timedelta = timedelta(minutes=15)) -> timedelta:
     """Exponential backoff after `attempts` failures: base, 2*base, 4*base ... up to the ceiling."""
-    delay: timedelta = base * (2 ** max(0, attempts - 1))
+    try:
+        delay: timedelta = base * (2 ** max(0, attempts - 1))
+    except OverflowError:  # after enough failures the doubling leaves timedelta's range; the ceiling applies
+        return ceiling
     return min(delay, ceiling)

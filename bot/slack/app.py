@@ -10,6 +10,7 @@ from typing import Any
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 
+from bot.background import Background
 from bot.domain.lifecycle import InvalidTransition
 from bot.errors import UserError
 from bot.slack import listeners
@@ -19,7 +20,14 @@ from bot.workflow import Workflow
 log = logging.getLogger(__name__)
 
 
-def build_app(*, client: WebClient, signing_secret: str | None, workflow: Workflow, notifier: SlackNotifier) -> App:
+def build_app(
+    *,
+    client: WebClient,
+    signing_secret: str | None,
+    workflow: Workflow,
+    notifier: SlackNotifier,
+    background: Background,
+) -> App:
     """The Slack app: listeners registered, errors answered privately."""
     app = App(
         client=client,
@@ -27,9 +35,10 @@ def build_app(*, client: WebClient, signing_secret: str | None, workflow: Workfl
         token_verification_enabled=False,
         request_verification_enabled=signing_secret is not None,
         raise_error_for_unhandled_request=False,
+        process_before_response=True,
         logger=logging.getLogger("bot.slack.bolt"),
     )
-    listeners.register(app, workflow)
+    listeners.register(app, workflow, background)
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> BoltResponse | None:
@@ -40,7 +49,7 @@ def build_app(*, client: WebClient, signing_secret: str | None, workflow: Workfl
             log.error("unhandled error %s: %r", error_id, error, exc_info=error)
             text = f"Something went wrong on our side (error {error_id}); it is logged. Please try again."
         user, channel = _who_and_where(body)
-        if response is not None and "command" in body:
+        if "command" in body:
             return BoltResponse(
                 status=200,
                 body=json.dumps({"response_type": "ephemeral", "text": text}),
@@ -48,7 +57,7 @@ def build_app(*, client: WebClient, signing_secret: str | None, workflow: Workfl
             )
         if user:
             notifier.private(channel, user, text)
-        return BoltResponse(status=200, body="") if response is not None else None
+        return BoltResponse(status=200, body="")
 
     return app
 

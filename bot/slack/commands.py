@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bot.errors import UserError
 
 MAX_TEXT = 3000
+MAX_ID = 2**31 - 1  # request IDs are a 32-bit INTEGER column; a larger one would make PostgreSQL raise
 USAGE_REQUEST = "/access request <resource> <duration> <reason…>  e.g. /access request deploy-admins 1h hotfix"
 
 
@@ -47,7 +48,7 @@ def parse_command(text: str) -> Command:
 def parse_request_id(text: str) -> int:
     """Read a request ID written `12` or `#12`."""
     match = re.fullmatch(r"#?(\d{1,12})", text.strip())
-    if match is None or int(match.group(1)) == 0:
+    if match is None or not 0 < int(match.group(1)) <= MAX_ID:
         raise UserError(f"'{_short(text)}' is not a request ID; write it like #12.")
     return int(match.group(1))
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import time
 
+from bot.slack.messages import ACTION_APPROVE, ACTION_DENY
 from tests.conftest import Bot, wait_until
 from tests.support.aws import World, members
 from tests.support.fake_slack import FakeSlack
-from bot.slack.messages import ACTION_APPROVE, ACTION_DENY
 
 
 def file_request(bot: Bot, user: str, text: str) -> int:

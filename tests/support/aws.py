@@ -20,8 +20,11 @@ def start_moto() -> tuple[ThreadedMotoServer, str]:
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
     os.environ.update(
-        AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
+        AWS_ENDPOINT_URL=url,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_REGION="us-east-1",
     )
     os.environ.pop("AWS_PROFILE", None)
     return server, url
@@ -47,13 +50,20 @@ def seed() -> World:
     """IAM users (tagged with emails), a group, a role and a KMS key with an alias."""
     iam = boto3.client("iam")
     kms = boto3.client("kms")
-    for name, email in [("alice", "alice@example.com"), ("bob", "bob@example.com"),
-                        ("carol", "carol@example.com"), ("dave", "dave@example.com")]:
+    for name, email in [
+        ("alice", "alice@example.com"),
+        ("bob", "bob@example.com"),
+        ("carol", "carol@example.com"),
+        ("dave", "dave@example.com"),
+    ]:
         iam.create_user(UserName=name, Tags=[{"Key": "email", "Value": email}])
     iam.create_group(GroupName="deploy-admins")
     iam.create_group(GroupName="auditors")
-    trust = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::'
-             + ACCOUNT + ':root"},"Action":"sts:AssumeRole"}]}')
+    trust = (
+        '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::'
+        + ACCOUNT
+        + ':root"},"Action":"sts:AssumeRole"}]}'
+    )
     role_arn = iam.create_role(RoleName="prod-readonly", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
     key = kms.create_key(Description="payments")["KeyMetadata"]
     kms.create_alias(AliasName="alias/payments", TargetKeyId=key["KeyId"])

@@ -88,9 +88,7 @@ class FakeSlack:
         with self._lock:
             return [c for c in self.calls if c.method == method and where(c)]
 
-    def wait_for(
-        self, method: str, where: Callable[[Call], bool] = lambda _c: True, *, timeout: float = 10.0
-    ) -> Call:
+    def wait_for(self, method: str, where: Callable[[Call], bool] = lambda _c: True, *, timeout: float = 10.0) -> Call:
         """Poll until a matching call arrives; fail the test with what did arrive otherwise."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

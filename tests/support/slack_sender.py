@@ -28,8 +28,14 @@ class SlackSender:
         self.response_base = response_base
         self.session = requests.Session()
 
-    def post(self, body: str, *, timestamp: int | None = None, secret: str | None = None,
-             headers: dict[str, str] | None = None) -> requests.Response:
+    def post(
+        self,
+        body: str,
+        *,
+        timestamp: int | None = None,
+        secret: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
         """POST a raw form body, signed (with another secret or timestamp when a test says so)."""
         stamp = int(time.time()) if timestamp is None else timestamp
         sent = {"Content-Type": "application/x-www-form-urlencoded", **sign(secret or self.secret, body, stamp)}
@@ -38,25 +44,55 @@ class SlackSender:
 
     def command(self, user: str, text: str, *, channel: str = "C0GENERAL", **kw: Any) -> requests.Response:
         """Send `/access <text>` as `user`."""
-        body = urlencode({
-            "token": "legacy", "team_id": "T0TEAM", "team_domain": "acme", "channel_id": channel,
-            "channel_name": "general", "user_id": user, "user_name": user.lower(), "command": "/access",
-            "text": text, "api_app_id": "A0BOT", "response_url": self.response_base + "cmd",
-            "trigger_id": "1337.42.abcd",
-        })
+        body = urlencode(
+            {
+                "token": "legacy",
+                "team_id": "T0TEAM",
+                "team_domain": "acme",
+                "channel_id": channel,
+                "channel_name": "general",
+                "user_id": user,
+                "user_name": user.lower(),
+                "command": "/access",
+                "text": text,
+                "api_app_id": "A0BOT",
+                "response_url": self.response_base + "cmd",
+                "trigger_id": "1337.42.abcd",
+            }
+        )
         return self.post(body, **kw)
 
-    def click(self, user: str, action_id: str, value: str, *, channel: str = "C0APPROVALS",
-              message_ts: str = "1700000000.000001", **kw: Any) -> requests.Response:
+    def click(
+        self,
+        user: str,
+        action_id: str,
+        value: str,
+        *,
+        channel: str = "C0APPROVALS",
+        message_ts: str = "1700000000.000001",
+        **kw: Any,
+    ) -> requests.Response:
         """Click a button in a message as `user`."""
         payload = {
-            "type": "block_actions", "team": {"id": "T0TEAM"}, "user": {"id": user, "username": user.lower()},
-            "api_app_id": "A0BOT", "token": "legacy", "trigger_id": "1337.42.abcd",
-            "channel": {"id": channel}, "container": {"type": "message", "message_ts": message_ts},
+            "type": "block_actions",
+            "team": {"id": "T0TEAM"},
+            "user": {"id": user, "username": user.lower()},
+            "api_app_id": "A0BOT",
+            "token": "legacy",
+            "trigger_id": "1337.42.abcd",
+            "channel": {"id": channel},
+            "container": {"type": "message", "message_ts": message_ts},
             "message": {"ts": message_ts, "text": "", "blocks": []},
             "response_url": self.response_base + "action",
-            "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": value,
-                         "action_ts": str(time.time())}],
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "b",
+                    "value": value,
+                    "action_ts": str(time.time()),
+                }
+            ],
         }
         return self.interactive(payload, **kw)
 
