@@ -53,6 +53,14 @@ class Kind(StrEnum):
     KMS_KEY = "kms_key"
 
 
+class AutoApprove(BaseModel):
+    """`auto_approve: {max_duration: 30m}`: requests up to that long need no person."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_duration: Duration
+
+
 class Settings(BaseModel):
     """Keys that may be set per resource or once under `defaults`."""
 
@@ -69,6 +77,23 @@ class Settings(BaseModel):
     pending_timeout: Duration = timedelta(hours=4)
     warn_before: Duration = timedelta(minutes=10)
     description: str = Field(default="", max_length=300)
+    requesters: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")], ...] = ()
+    max_extensions: int = Field(default=2, ge=0, le=20)
+    auto_approve: bool | AutoApprove = False
+    auto_approve_limit: int = Field(default=3, ge=0, le=1000)
+    remind_after: Duration = timedelta(minutes=30)
+    max_reminders: int = Field(default=3, ge=0, le=20)
+    escalate_to: tuple[ApproverRef, ...] = ()
+    escalate_after: Duration = timedelta(hours=1)
+    break_glass: bool = False
+    audit_channel: ChannelId | None = None
+
+    @property
+    def auto_approve_max(self) -> timedelta | None:
+        """The longest duration approved without a person, or None when nothing is."""
+        if isinstance(self.auto_approve, AutoApprove):
+            return self.auto_approve.max_duration
+        return self.max_duration if self.auto_approve else None
 
 
 class _Resource(Settings):
@@ -164,10 +189,20 @@ class Catalog(BaseModel):
         """The resource of that name, or None."""
         return self.resources.get(name)
 
-    def approvers_of(self, name: str) -> frozenset[str]:
-        """Slack user and user-group IDs that may approve the resource."""
+    def approvers_of(self, name: str, *, escalated: bool = False) -> frozenset[str]:
+        """Slack user and user-group IDs that may approve the resource (with escalate_to once escalated)."""
+        resource = self.resources[name]
+        refs = resource.approvers + (resource.escalate_to if escalated else ())
+        return self._flatten(refs)
+
+    def requesters_of(self, name: str) -> frozenset[str] | None:
+        """Slack user and user-group IDs that may request the resource, or None for everyone."""
+        refs = self.resources[name].requesters
+        return self._flatten(refs) if refs else None
+
+    def _flatten(self, refs: tuple[str, ...]) -> frozenset[str]:
         found: set[str] = set()
-        for ref in self.resources[name].approvers:
+        for ref in refs:
             found.update(self.approver_groups.get(ref, (ref,)))
         return frozenset(found)
 
@@ -246,15 +281,19 @@ def _validate_resource(
 def _check_approvers(resource: _Resource, path: str, groups: dict[str, tuple[str, ...]]) -> list[str]:
     problems = []
     ids: set[str] = set()
-    for ref in resource.approvers:
-        if ref in groups:
-            ids.update(groups[ref])
-        elif _matches(ref, SLACK_ID):
-            ids.add(ref)
-        else:
-            problems.append(
-                f"{path}.approvers: unknown approver group '{ref}' (define it under approver_groups or use a Slack ID)"
-            )
+    for key in ("approvers", "escalate_to", "requesters"):
+        for ref in getattr(resource, key):
+            if ref in groups:
+                found = set(groups[ref])
+            elif _matches(ref, SLACK_ID):
+                found = {ref}
+            else:
+                problems.append(
+                    f"{path}.{key}: unknown approver group '{ref}' (define it under approver_groups or use a Slack ID)"
+                )
+                continue
+            if key == "approvers":
+                ids |= found
     plain_users = {i for i in ids if not i.startswith("S")}
     if not problems and plain_users == ids and len(ids) < resource.approvals_required:
         problems.append(

@@ -6,4 +6,11 @@ class ConfigError(Exception):
 
 
 class UserError(Exception):
-    """Something a Slack user asked for cannot be done; the message says why, privately."""
+    """Something a Slack user asked for cannot be done; the message says why, privately.
+
+    `field` names the modal input the message belongs to, when the request came from a form.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

@@ -2,37 +2,78 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.domain.lifecycle import Status
 
+CEILING = timedelta(minutes=15)
 
-def next_due(
-    *,
-    status: Status,
-    created_at: datetime,
-    pending_timeout: timedelta,
-    expires_at: datetime | None,
-    warn_before: timedelta,
-    warned: bool,
-    activated_at: datetime | None,
-) -> datetime | None:
+
+@dataclass(frozen=True)
+class Timeline:
+    """The times and counters of one request that decide when something is next owed."""
+
+    status: Status
+    created_at: datetime
+    pending_timeout: timedelta
+    remind_after: timedelta = timedelta(minutes=30)
+    max_reminders: int = 0
+    reminders_sent: int = 0
+    reminded_at: datetime | None = None
+    escalate_at: datetime | None = None
+    expires_at: datetime | None = None
+    activated_at: datetime | None = None
+    warn_before: timedelta = timedelta(0)
+    warned: bool = True
+    unacknowledged_break_glass: bool = False
+
+
+def next_due(line: Timeline) -> datetime | None:
     """The next moment something is owed for a request, or None when nothing ever will be."""
-    if status is Status.PENDING:
-        return created_at + pending_timeout
-    if status is Status.ACTIVE and expires_at is not None:
-        warn_at = expires_at - warn_before
+    if line.status is Status.PENDING:
+        moments = [line.created_at + line.pending_timeout]
+        if line.reminders_sent < line.max_reminders:
+            moments.append((line.reminded_at or line.created_at) + line.remind_after)
+        if line.escalate_at is not None and (line.reminded_at is None or line.reminded_at < line.escalate_at):
+            moments.append(line.escalate_at)
+        return min(moments)
+    if line.status is Status.ACTIVE and line.expires_at is not None:
+        moments = [line.expires_at]
+        warn_at = line.expires_at - line.warn_before
         # Warn only when the grant lasts longer than the warning period itself.
-        if not warned and activated_at is not None and warn_at > activated_at:
-            return warn_at
-        return expires_at
+        if not line.warned and line.activated_at is not None and warn_at > line.activated_at:
+            moments.append(warn_at)
+        if line.unacknowledged_break_glass:
+            moments.append((line.reminded_at or line.activated_at or line.created_at) + line.remind_after)
+        return min(moments)
     return None
 
 
-def retry_delay(attempts: int, base: timedelta, ceiling: timedelta = timedelta(minutes=15)) -> timedelta:
+def pending_action(line: Timeline, now: datetime) -> str:
+    """What a due pending request needs now: 'time_out', 'remind' or 'wait'."""
+    if now >= line.created_at + line.pending_timeout:
+        return "time_out"
+    due = next_due(line)
+    return "remind" if due is not None and due <= now else "wait"
+
+
+def active_action(line: Timeline, now: datetime, *, revoke_started: bool) -> str:
+    """What a due active grant needs now: 'end', 'warn', 'remind_ack' or 'wait'."""
+    if revoke_started or (line.expires_at is not None and line.expires_at <= now):
+        return "end"
+    if line.expires_at is not None and not line.warned and now >= line.expires_at - line.warn_before:
+        return "warn"
+    if line.unacknowledged_break_glass:
+        start = line.reminded_at or line.activated_at or line.created_at
+        if now >= start + line.remind_after:
+            return "remind_ack"
+    return "wait"
+
+
+def retry_delay(attempts: int, base: timedelta, ceiling: timedelta = CEILING) -> timedelta:
     """Exponential backoff after `attempts` failures: base, 2*base, 4*base ... up to the ceiling."""
-    try:
-        delay: timedelta = base * (2 ** max(0, attempts - 1))
-    except OverflowError:  # after enough failures the doubling leaves timedelta's range; the ceiling applies
-        return ceiling
-    return min(delay, ceiling)
+    exponent = min(max(0, attempts - 1), 64)
+    # In float seconds first: base * 2**exponent as a timedelta would overflow long before the ceiling matters.
+    seconds = base.total_seconds() * (2.0**exponent)
+    return min(timedelta(seconds=min(seconds, ceiling.total_seconds())), ceiling)

@@ -38,7 +38,7 @@ def build_app(
         process_before_response=True,
         logger=logging.getLogger("bot.slack.bolt"),
     )
-    listeners.register(app, workflow, background)
+    listeners.register(app, workflow, background, notifier)
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> BoltResponse | None:
@@ -49,6 +49,13 @@ def build_app(
             log.error("unhandled error %s: %r", error_id, error, exc_info=error)
             text = f"Something went wrong on our side (error {error_id}); it is logged. Please try again."
         user, channel = _who_and_where(body)
+        if body.get("type") == "view_submission":
+            field = getattr(error, "field", None) or _first_input(body)
+            return BoltResponse(
+                status=200,
+                body=json.dumps({"response_action": "errors", "errors": {field: text[:300]}}),
+                headers={"content-type": "application/json"},
+            )
         if "command" in body:
             return BoltResponse(
                 status=200,
@@ -66,6 +73,12 @@ def _who_and_where(body: dict[str, Any]) -> tuple[str | None, str | None]:
     user = body.get("user_id") or _id(body.get("user"))
     channel = body.get("channel_id") or _id(body.get("channel"))
     return (str(user) if user else None), (str(channel) if channel else None)
+
+
+def _first_input(body: dict[str, Any]) -> str:
+    view = body.get("view")
+    values = view.get("state", {}).get("values", {}) if isinstance(view, dict) else {}
+    return next(iter(values), "reason") if isinstance(values, dict) else "reason"
 
 
 def _id(value: object) -> object:

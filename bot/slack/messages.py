@@ -1,4 +1,4 @@
-"""Block Kit builders and message texts; pure functions of a request."""
+"""Block Kit builders and message texts for channels and DMs; pure functions of a request."""
 
 from __future__ import annotations
 
@@ -11,18 +11,31 @@ from bot.store.models import AccessRequest, Vote
 
 ACTION_APPROVE = "accessbot_approve"
 ACTION_DENY = "accessbot_deny"
+ACTION_ACK = "accessbot_acknowledge"
+ACTION_EXTEND = "accessbot_extend"
+ACTION_REVOKE = "accessbot_revoke"
+ACTION_CANCEL = "accessbot_cancel"
 
 Blocks = list[dict[str, Any]]
 
 
-def _mention(user: str) -> str:
+def mention(user: str) -> str:
+    """A Slack user mention."""
     return f"<@{user}>"
 
 
-def _when(moment: datetime | None) -> str:
+def when(moment: datetime | None) -> str:
+    """A date Slack shows in the reader's time zone (UTC in the fallback)."""
     if moment is None:
         return "-"
     return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{moment:%Y-%m-%d %H:%M} UTC>"
+
+
+def left(request: AccessRequest, now: datetime) -> str:
+    """Time left on an active grant, as people write durations."""
+    if request.expires_at is None:
+        return "-"
+    return format_duration(request.expires_at - now) + " left"
 
 
 def duration_of(request: AccessRequest) -> str:
@@ -30,78 +43,117 @@ def duration_of(request: AccessRequest) -> str:
     return format_duration(timedelta(seconds=request.duration_seconds))
 
 
-def summary(request: AccessRequest) -> str:
-    """One line that names the request."""
-    return f"#{request.id} {_mention(request.requester_id)} → *{request.resource}* for {duration_of(request)}"
+def button(label: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    """A Block Kit button."""
+    element: dict[str, Any] = {
+        "type": "button",
+        "action_id": action_id,
+        "value": value,
+        "text": {"type": "plain_text", "text": label},
+    }
+    if style:
+        element["style"] = style
+    return element
+
+
+def _is_extension(request: AccessRequest) -> bool:
+    return request.extension_round > 0 and request.status == Status.ACTIVE
 
 
 def approval_blocks(request: AccessRequest, votes: list[Vote]) -> Blocks:
-    """The approval message: who wants what and why, progress, and the buttons while pending."""
-    approved = [v.approver_id for v in votes if v.approve]
+    """The approval message: who wants what and why, progress, and the buttons while a decision is open."""
     blocks: Blocks = [
-        {
-            "type": "section",
-            "text": {
-                "type": "mrkdwn",
-                "text": f"*Access request #{request.id}*\n{_mention(request.requester_id)} asks for "
-                f"*{request.resource}* (`{request.kind}` {request.target}) for *{duration_of(request)}*.",
-            },
-            "fields": [
-                {"type": "mrkdwn", "text": f"*Reason*\n{_escape(request.reason)}"},
-                {"type": "mrkdwn", "text": f"*IAM user*\n{request.iam_user}"},
-            ],
-        },
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": _progress(request, approved)}]},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _headline(request)}, "fields": _fields(request)},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": progress(request, votes)}]},
     ]
-    if request.status == Status.PENDING:
-        value = str(request.id)
-        blocks.append(
-            {
-                "type": "actions",
-                "block_id": f"decide-{request.id}",
-                "elements": [
-                    {
-                        "type": "button",
-                        "action_id": ACTION_APPROVE,
-                        "style": "primary",
-                        "value": value,
-                        "text": {"type": "plain_text", "text": "Approve"},
-                    },
-                    {
-                        "type": "button",
-                        "action_id": ACTION_DENY,
-                        "style": "danger",
-                        "value": value,
-                        "text": {"type": "plain_text", "text": "Deny"},
-                    },
-                ],
-            }
-        )
+    buttons = []
+    if deciding(request):
+        value = f"{request.id}:{request.extension_round}"
+        buttons = [button("Approve", ACTION_APPROVE, value, "primary"), button("Deny", ACTION_DENY, value, "danger")]
+    elif request.break_glass and request.acknowledged_at is None and request.status == Status.ACTIVE:
+        buttons = [button("Acknowledge", ACTION_ACK, str(request.id), "primary")]
+    if buttons:
+        blocks.append({"type": "actions", "block_id": f"decide-{request.id}", "elements": buttons})
     return blocks
+
+
+def deciding(request: AccessRequest) -> bool:
+    """Whether the request (or its extension) waits for approvers."""
+    if request.status == Status.PENDING:
+        return True
+    return _is_extension(request) and request.extension_seconds is not None and request.extension_approved_at is None
 
 
 def approval_text(request: AccessRequest, votes: list[Vote]) -> str:
     """The plain-text fallback of the approval message (notifications, screen readers)."""
+    return f"Access request #{request.id} for {request.resource}: {progress(request, votes)}"
+
+
+def _headline(request: AccessRequest) -> str:
+    who = mention(request.requester_id)
+    if _is_extension(request):
+        more = (
+            f"*{format_duration(timedelta(seconds=request.extension_seconds))}* more"
+            if request.extension_seconds
+            else "more time"
+        )
+        return (
+            f"*Extension {request.extension_round} of request #{request.id}*\n{who} asks for {more} on "
+            f"*{request.resource}* (now until {when(request.expires_at)})."
+        )
+    if request.break_glass:
+        return (
+            f":rotating_light: *BREAK-GLASS access #{request.id}*\n{who} activated *{request.resource}* "
+            f"for *{duration_of(request)}* without waiting for approval."
+        )
+    return (
+        f"*Access request #{request.id}*\n{who} asks for *{request.resource}* "
+        f"(`{request.kind}` {request.target}) for *{duration_of(request)}*."
+    )
+
+
+def _fields(request: AccessRequest) -> list[dict[str, str]]:
+    return [
+        {"type": "mrkdwn", "text": f"*Reason*\n{escape(request.reason)}"},
+        {"type": "mrkdwn", "text": f"*IAM user*\n{request.iam_user}"},
+    ]
+
+
+def progress(request: AccessRequest, votes: list[Vote]) -> str:
+    """Where the decision stands, and who made it."""
     approved = [v.approver_id for v in votes if v.approve]
-    return f"Access request {summary(request)}: {_progress(request, approved)}"
-
-
-def _progress(request: AccessRequest, approved: list[str]) -> str:
+    denied = [v for v in votes if not v.approve]
+    who = ", ".join(mention(a) for a in approved)
     status = Status(request.status)
-    who = ", ".join(_mention(a) for a in approved)
-    if status is Status.PENDING:
-        done = f" (approved by {who})" if approved else ""
-        return f"Waiting for approval: {len(approved)} of {request.approvals_required}{done}."
-    if status is Status.DENIED:
-        because = f": {_escape(request.deny_reason)}" if request.deny_reason else ""
-        return f":x: Denied by {_mention(request.decided_by or '?')}{because}"
-    if status is Status.TIMED_OUT:
-        return ":hourglass: Timed out: nobody decided in time."
-    if status is Status.CANCELLED:
-        return f":leftwards_arrow_with_hook: Cancelled by {_mention(request.requester_id)}."
-    if status is Status.FAILED:
-        return f":warning: Approved by {who}, but AWS refused the grant: {_escape(request.last_error or '')}"
-    return f":white_check_mark: Approved by {who}."
+    waiting = f"Waiting for approval: {len(approved)} of {request.approvals_required}" + (
+        f" (approved by {who})." if approved else "."
+    )
+    if status is Status.PENDING or deciding(request):
+        return waiting
+    if _is_extension(request):
+        if denied:
+            return f":x: Extension denied by {mention(denied[-1].approver_id)}{_because(denied[-1].comment)}"
+        return f":white_check_mark: Extension approved by {who or 'auto-approval'}."
+    ended = {
+        Status.DENIED: f":x: Denied by {mention(request.decided_by or '?')}{_because(request.deny_reason)}",
+        Status.TIMED_OUT: ":hourglass: Timed out: nobody decided in time.",
+        Status.CANCELLED: f":leftwards_arrow_with_hook: Cancelled by {mention(request.requester_id)}.",
+        Status.FAILED: f":warning: Approved, but AWS refused the grant: {escape(request.last_error or '')}",
+        Status.REVOKED: f":no_entry: Revoked early by {mention(request.ended_by or request.requester_id)}.",
+        Status.EXPIRED: ":checkered_flag: Expired; the access was removed.",
+    }
+    if status in ended:
+        return ended[status]
+    if request.break_glass:
+        ack = request.acknowledged_by
+        return f"Acknowledged by {mention(ack)}." if ack else ":warning: Needs acknowledgement by an approver."
+    if request.auto_approved:
+        return ":robot_face: Auto-approved (within the catalog's auto_approve limit)."
+    return f":white_check_mark: Approved by {who or _mentions(request.decided_by)}."
+
+
+def _because(reason: str | None) -> str:
+    return f": {escape(reason)}" if reason else "."
 
 
 def requester_text(request: AccessRequest, event: str) -> str:
@@ -111,26 +163,61 @@ def requester_text(request: AccessRequest, event: str) -> str:
         "filed": f"Your request for {name} for {duration_of(request)} is waiting for approval.",
         "approved": f"Your request for {name} was approved by {_mentions(request.decided_by)}; granting it now.",
         "denied": f"Your request for {name} was denied by {_mentions(request.decided_by)}"
-        + (f": {_escape(request.deny_reason)}" if request.deny_reason else "."),
-        "active": f"You now have {name} until {_when(request.expires_at)}.",
-        "failed": f"Your request for {name} failed: {_escape(request.last_error or 'unknown error')}",
-        "expiring": f"Your access to {name} ends at {_when(request.expires_at)}.",
+        + _because(request.deny_reason),
+        "active": f"You now have {name} until {when(request.expires_at)}.",
+        "failed": f"Your request for {name} failed: {escape(request.last_error or 'unknown error')}",
+        "expiring": f"Your access to {name} ends at {when(request.expires_at)}. Need longer? Extend it.",
         "ended": f"Your access to {name} has ended ({request.status.replace('_', ' ')}).",
         "timed_out": f"Your request for {name} timed out: no approver decided in time.",
-        "cancelled": f"You cancelled request #{request.id}.",
+        "extended": f"Your access to {name} was extended; it now ends at {when(request.expires_at)}.",
+        "extension_denied": f"The extension of {name} was denied; it still ends at {when(request.expires_at)}.",
+        "extension_failed": f"The extension of {name} failed: {escape(request.last_error or '')}",
     }
     return texts[event]
 
 
+def requester_blocks(request: AccessRequest, event: str) -> Blocks | None:
+    """Buttons that go with a DM, where there are any (Extend on the expiring-soon warning)."""
+    if event != "expiring":
+        return None
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": requester_text(request, event)}},
+        {
+            "type": "actions",
+            "elements": [
+                button("Extend", ACTION_EXTEND, str(request.id), "primary"),
+                button("End now", ACTION_REVOKE, str(request.id)),
+            ],
+        },
+    ]
+
+
+def line(request: AccessRequest, now: datetime) -> str:
+    """One line per request in lists: id, resource, state, and time left or duration."""
+    state = request.status.replace("_", " ")
+    extra = left(request, now) if request.status == Status.ACTIVE else duration_of(request)
+    pending_extension = " (extension waiting)" if request.extension_seconds is not None else ""
+    return f"#{request.id} *{request.resource}* — {state}, {extra}{pending_extension}"
+
+
 def _mentions(ids: str | None) -> str:
-    return ", ".join(_mention(i.strip()) for i in (ids or "").split(",") if i.strip()) or "an approver"
+    names = [i.strip() for i in (ids or "").split(",") if i.strip()]
+    return ", ".join("accessbot (automatic)" if n == "accessbot" else mention(n) for n in names) or "an approver"
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
+    """Escape Slack's control characters in user-supplied text."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 HELP = """*accessbot* gives you time-limited AWS access after an approval.
-• `/access request <resource> <duration> <reason…>` — ask for access, e.g. `/access request deploy-admins 1h deploy fix`
-• `/access help` — this message
+• `/access` or `/access request` — open a form to ask for access
+• `/access request <resource> <duration> <reason…>` — e.g. `/access request deploy-admins 1h deploy fix`
+• `/access list` — your requests and grants, with time left
+• `/access pending` — requests waiting for your approval
+• `/access cancel <id>` — withdraw a pending request
+• `/access revoke <id>` — end your grant (or, as an approver, someone's) now
+• `/access extend <id> <duration>` — ask for more time on an active grant
+• `/access catalog` — what you may request
+• `/access breakglass <resource> <duration> <reason…>` — emergency access without waiting (where allowed)
 Durations look like `90s`, `45m`, `2h`, `1d` or `1h30m`. Request IDs are shown as `#<id>`."""

@@ -25,13 +25,13 @@ class SlackNotifier:
         self._client = client
         self._metrics = metrics
 
-    def request_filed(self, request: AccessRequest, approvers: frozenset[str]) -> tuple[str, str] | None:
+    def request_filed(self, request: AccessRequest, votes: list[Vote]) -> tuple[str, str] | None:
         """Post the approval message to the resource's approval channel."""
         answer = self._call(
             "chat_postMessage",
             channel=request.approval_channel,
-            text=messages.approval_text(request, []),
-            blocks=messages.approval_blocks(request, []),
+            text=messages.approval_text(request, votes),
+            blocks=messages.approval_blocks(request, votes),
         )
         if answer is None:
             return None
@@ -50,8 +50,25 @@ class SlackNotifier:
         )
 
     def tell_requester(self, request: AccessRequest, event: str) -> None:
-        """DM the requester."""
-        self.direct(request.requester_id, messages.requester_text(request, event))
+        """DM the requester (with buttons where the step has any)."""
+        blocks = messages.requester_blocks(request, event)
+        text = messages.requester_text(request, event)
+        if blocks:
+            self._call("chat_postMessage", channel=request.requester_id, text=text, blocks=blocks)
+        else:
+            self.direct(request.requester_id, text)
+
+    def in_thread(self, request: AccessRequest, text: str) -> None:
+        """Post under the approval message (reminders, notices)."""
+        self._call("chat_postMessage", channel=request.approval_channel, thread_ts=request.approval_ts, text=text)
+
+    def publish_home(self, user: str, view: dict[str, Any]) -> None:
+        """Show the App Home tab."""
+        self._call("views_publish", user_id=user, view=view)
+
+    def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
+        """Open a modal."""
+        self._call("views_open", trigger_id=trigger_id, view=view)
 
     def alert(self, request: AccessRequest, text: str) -> None:
         """Post an alert in the approval channel, in the request's thread when there is one."""

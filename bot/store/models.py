@@ -48,6 +48,17 @@ class AccessRequest(SQLModel, table=True):
     expires_at: datetime | None = None
     ended_at: datetime | None = None
     warned_at: datetime | None = None
+    # Extensions: the pending one (seconds asked for), which voting round is open, how many were granted.
+    extension_seconds: int | None = None
+    extension_approved_at: datetime | None = None
+    extension_round: int = 0
+    extensions_used: int = 0
+    reminders_sent: int = 0
+    reminded_at: datetime | None = None
+    auto_approved: bool = False
+    break_glass: bool = False
+    acknowledged_by: str | None = Field(default=None, max_length=32)
+    acknowledged_at: datetime | None = None
     attempts: int = 0
     last_error: str | None = Field(default=None, max_length=2000)
     # The next moment the scheduler must look at this row; NULL once nothing more is owed.
@@ -60,10 +71,12 @@ class Vote(SQLModel, table=True):
     """One approver's decision on one request."""
 
     __tablename__ = "votes"
-    __table_args__ = (UniqueConstraint("request_id", "approver_id", name="uq_votes_request_approver"),)
+    __table_args__ = (UniqueConstraint("request_id", "round", "approver_id", name="uq_votes_request_round_approver"),)
 
     id: int | None = Field(default=None, primary_key=True)
     request_id: int = Field(foreign_key="access_requests.id", index=True)
+    # 0 decides the request itself; n decides its n-th extension.
+    round: int = 0
     approver_id: str = Field(max_length=32)
     approve: bool
     comment: str | None = Field(default=None, max_length=2000)
@@ -83,3 +96,6 @@ class AuditEvent(SQLModel, table=True):
     to_status: str | None = Field(default=None, max_length=16)
     details: str = Field(default="{}")
     created_at: datetime = Field(default_factory=utcnow, index=True)
+    # Hash chain: each event stores the previous event's hash and the hash of its own content.
+    prev_hash: str | None = Field(default=None, max_length=64)
+    hash: str | None = Field(default=None, max_length=64)

@@ -126,3 +126,28 @@ def audit_trail(request_id: int, *, session: Session) -> Sequence[AuditEvent]:
     """A request's audit events in order."""
     stmt = select(AuditEvent).where(AuditEvent.request_id == request_id).order_by(col(AuditEvent.id))
     return session.exec(stmt).all()
+
+
+def auto_approved_since(requester_id: str, since: datetime, *, session: Session) -> int:
+    """How many of a requester's requests were approved without a person since `since`."""
+    stmt = (
+        select(func.count())
+        .select_from(AccessRequest)
+        .where(
+            AccessRequest.requester_id == requester_id,
+            col(AccessRequest.auto_approved).is_(True),
+            col(AccessRequest.created_at) >= since,
+        )
+    )
+    return int(session.exec(stmt).one())
+
+
+def in_status(statuses: Sequence[Status], *, session: Session, limit: int = 200) -> Sequence[AccessRequest]:
+    """Requests in any of the statuses, oldest first."""
+    stmt = (
+        select(AccessRequest)
+        .where(col(AccessRequest.status).in_([s.value for s in statuses]))
+        .order_by(col(AccessRequest.id))
+        .limit(limit)
+    )
+    return session.exec(stmt).all()

@@ -49,9 +49,17 @@ def test_unknown_iam_identity_is_refused_with_what_to_fix(bot: Bot, slack: FakeS
 
 
 def test_help_lists_the_commands(bot: Bot) -> None:
-    for text in ("help", "", "  "):
-        body = bot.sender.command("U0ALICE", text).json()
-        assert "/access request <resource> <duration> <reason…>" in body["text"]
+    body = bot.sender.command("U0ALICE", "help").json()
+    for usage in (
+        "/access request <resource> <duration> <reason…>",
+        "/access list",
+        "/access pending",
+        "/access cancel <id>",
+        "/access revoke <id>",
+        "/access extend <id> <duration>",
+        "/access catalog",
+    ):
+        assert usage in body["text"]
 
 
 @pytest.mark.parametrize(
@@ -114,6 +122,8 @@ def test_a_repeated_click_is_processed_once(bot: Bot, slack: FakeSlack, world: W
     bot.wait_status(request_id, "active")
     wait_until(lambda: slack.find("chat.postEphemeral", lambda c: c.args.get("user") == "U0BOB"))
     assert [e.action for e in bot.audit(request_id)].count("active") == 1
+    wait_until(lambda: slack.find("chat.update"))
+    time.sleep(0.3)
     assert len(slack.find("chat.update")) == 1
 
 

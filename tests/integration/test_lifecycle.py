@@ -25,7 +25,7 @@ def test_group_grant_is_applied_on_approval_and_removed_at_expiry(bot: Bot, slac
     posted = slack.wait_for("chat.postMessage", lambda c: c.args.get("channel") == "C0APPROVALS")
     assert f"#{request_id}" in posted.text() and "deploying the hotfix" in posted.text()
     assert [b["text"]["text"] for b in posted.buttons()] == ["Approve", "Deny"]
-    assert {b["value"] for b in posted.buttons()} == {str(request_id)}
+    assert {b["value"] for b in posted.buttons()} == {f"{request_id}:0"}
     assert bot.status(request_id) == "pending"
     assert "alice" not in members(world.iam, "deploy-admins")
 
@@ -61,11 +61,23 @@ def test_group_grant_is_applied_on_approval_and_removed_at_expiry(bot: Bot, slac
 def test_deny_ends_the_request_and_tells_the_requester(bot: Bot, slack: FakeSlack, world: World) -> None:
     request_id = file_request(bot, "U0ALICE", "request deploy-admins 1h please")
     slack.wait_for("chat.postMessage", lambda c: c.args.get("channel") == "C0APPROVALS")
-    bot.sender.click("U0CAROL", ACTION_DENY, str(request_id))
+    assert bot.sender.click("U0CAROL", ACTION_DENY, str(request_id)).status_code == 200
+    form = slack.wait_for("views.open").args["view"]
+    assert form["callback_id"] == "accessbot_deny_reason"
+    assert bot.status(request_id) == "pending", "opening the form decides nothing"
+
+    empty = bot.sender.submit_view("U0CAROL", form, {"reason": "  "})
+    assert empty.json() == {
+        "response_action": "errors",
+        "errors": {"reason": "Say why, so the requester knows what to change."},
+    }
+    assert bot.status(request_id) == "pending"
+
+    assert bot.sender.submit_view("U0CAROL", form, {"reason": "use the read-only role"}).status_code == 200
     bot.wait_status(request_id, "denied")
     update = slack.wait_for("chat.update")
-    assert "Denied by <@U0CAROL>" in update.text() and update.buttons() == []
-    wait_until(lambda: any("denied by <@U0CAROL>" in t for t in slack.dms_to("U0ALICE")))
+    assert "Denied by <@U0CAROL>: use the read-only role" in update.text() and update.buttons() == []
+    wait_until(lambda: any("denied by <@U0CAROL>: use the read-only role" in t for t in slack.dms_to("U0ALICE")))
     assert "alice" not in members(world.iam, "deploy-admins")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
@@ -124,10 +125,8 @@ def start_fake_slack() -> tuple[FakeSlack, ThreadingHTTPServer]:
                     args.update(dict(parse_qsl(raw)))
             for key in ("blocks", "view"):
                 if isinstance(args.get(key), str):
-                    try:
+                    with contextlib.suppress(ValueError):
                         args[key] = json.loads(args[key])
-                    except ValueError:
-                        pass
             method = parsed.path.rsplit("/", 1)[-1]
             if parsed.path.startswith("/response/"):
                 method = "response_url"

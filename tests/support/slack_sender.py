@@ -96,6 +96,38 @@ class SlackSender:
         }
         return self.interactive(payload, **kw)
 
+    def submit_view(self, user: str, view: dict[str, Any], values: dict[str, str], **kw: Any) -> requests.Response:
+        """Submit a modal the bot opened, with `values` typed into its inputs (by block ID)."""
+        state: dict[str, Any] = {}
+        for block in view.get("blocks", []):
+            if block.get("type") != "input":
+                continue
+            block_id = block["block_id"]
+            typed = values.get(block_id)
+            if block["element"]["type"] == "static_select":
+                answer = {"type": "static_select", "selected_option": {"value": typed} if typed else None}
+            else:
+                answer = {"type": "plain_text_input", "value": typed}
+            state[block_id] = {block["element"]["action_id"]: answer}
+        payload = {
+            "type": "view_submission",
+            "team": {"id": "T0TEAM"},
+            "user": {"id": user, "username": user.lower()},
+            "api_app_id": "A0BOB",
+            "token": "legacy",
+            "trigger_id": "1337.42.abcd",
+            "view": {**view, "id": "V0VIEW", "state": {"values": state}},
+        }
+        return self.interactive(payload, **kw)
+
+    def event(self, event: dict[str, Any], **kw: Any) -> requests.Response:
+        """Deliver an Events API event (JSON body)."""
+        body = json.dumps({
+            "token": "legacy", "team_id": "T0TEAM", "api_app_id": "A0BOT", "type": "event_callback",
+            "event_id": f"Ev{int(time.time() * 1000)}", "event_time": int(time.time()), "event": event,
+        })
+        return self.post(body, headers={"Content-Type": "application/json"}, **kw)
+
     def interactive(self, payload: Any, **kw: Any) -> requests.Response:
         """Send any interactivity payload (form field `payload`)."""
         return self.post(urlencode({"payload": json.dumps(payload)}), **kw)

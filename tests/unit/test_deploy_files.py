@@ -16,6 +16,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.cli import main
 from bot.config import Settings
+from bot.demo.standin import Workspace
 from bot.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,10 +91,12 @@ def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime
         "defaults: {approval_channel: C0APPROVALS}\n"
         "resources:\n  deploy-admins: {kind: iam_group, group_name: deploy-admins, approvers: [U0BOB]}\n"
     )
+    slack = Workspace([], {})  # answers auth.test, which bolt calls on the first request
+    slack.start()
     settings = Settings(
         slack_bot_token="xoxb-test",
         slack_signing_secret=SECRET,
-        slack_api_url="http://127.0.0.1:9/api/",
+        slack_api_url=slack.api_url,
         database_url=f"sqlite:///{tmp_path / 'accessbot.db'}",
         accessbot_catalog=catalog,
         port=0,
@@ -101,6 +104,7 @@ def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime
     built = Runtime.build(settings, scheduler=False)
     yield built
     built.stop()
+    slack.stop()
 
 
 def call(runtime: Runtime, path: str, body: str, content_type: str, method: str = "POST") -> tuple[str, str]:
@@ -135,8 +139,14 @@ def test_the_manifest_url_path_and_command_are_what_the_app_answers(runtime: Run
     status, answer = call(runtime, path, challenge, "application/json")
     assert status.startswith("200") and "ch4llenge" in answer, (status, answer)
 
+    for event in manifest()["settings"]["event_subscriptions"]["bot_events"]:  # every subscribed event is answered
+        inner = {"type": event, "user": "U0ALICE", "channel": "D0", "tab": "home", "event_ts": "1.0"}
+        callback = {"type": "event_callback", "team_id": "T0", "api_app_id": "A0", "event_id": "Ev1", "event": inner}
+        status, answer = call(runtime, path, json.dumps(callback), "application/json")
+        assert status.startswith("200"), (event, status, answer)
+
     other = urlencode({"command": "/other", "text": "", "user_id": "U0ALICE", "team_id": "T0"})
-    assert not call(runtime, path, other, form)[0].startswith("200")
+    assert call(runtime, path, other, form)[0].startswith("404")  # a command the app does not know
 
 
 def test_dockerfile_serves_as_a_non_root_user_with_migrations() -> None:

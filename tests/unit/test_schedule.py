@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.domain.lifecycle import Status
-from bot.domain.schedule import next_due, retry_delay
+from bot.domain.schedule import Timeline, next_due, retry_delay
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -29,7 +29,7 @@ def due(**overrides: Any) -> datetime | None:
         "activated_at": T0 + M,
     }
     values.update(overrides)
-    return next_due(**values)
+    return next_due(Timeline(**values))
 
 
 @pytest.mark.parametrize(

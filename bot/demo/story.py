@@ -1,0 +1,340 @@
+"""The demo's world (moto seeded with users, a group, a role and a key) and the story played in it."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import boto3
+
+from bot.config import Settings
+from bot.demo.standin import Call, Person, Signer, Workspace
+from bot.runtime import Runtime
+from bot.store import queries
+from bot.store.db import session_scope
+from bot.workflow import Tuning
+
+ACCOUNT = "123456789012"  # moto's default account
+GRANT = "5s"
+ALICE = Person("U0ALICE", "alice", "alice@example.com")
+BOB = Person("U0BOB", "bob", "bob@example.com")
+CAROL = Person("U0CAROL", "carol", "carol@example.com")
+DAVE = Person("U0DAVE", "dave", "dave@example.com")
+PEOPLE = [ALICE, BOB, CAROL, DAVE]
+APPROVALS, GENERAL = "C0APPROVALS", "C0GENERAL"
+CHANNELS = {APPROVALS: "access-approvals", GENERAL: "general"}
+
+CATALOG = f"""
+defaults:
+  approval_channel: {APPROVALS}
+  min_duration: 1s
+  default_duration: 1h
+  max_duration: 8h
+identity:
+  strategy: email_tag   # the IAM user whose tag `email` is the Slack profile email
+  tag_key: email
+approver_groups:
+  platform: [{BOB.user_id}, {CAROL.user_id}]
+resources:
+  deploy-admins:
+    kind: iam_group
+    group_name: deploy-admins
+    description: Deploy to production
+    approvers: [platform]
+  prod-readonly:
+    kind: iam_role
+    role_arn: arn:aws:iam::{ACCOUNT}:role/prod-readonly
+    description: Read-only access to production
+    approvers: [platform]
+  payments-key:
+    kind: kms_key
+    key_id: alias/payments
+    operations: [Decrypt, GenerateDataKey]
+    description: Decrypt payment records
+    approvers: [{CAROL.user_id}]
+"""
+
+
+class DemoFailed(Exception):
+    """The story did not go as told; the message says which step."""
+
+
+@dataclass(frozen=True)
+class Filed:
+    """A request as the story follows it: its approval message in Slack and its ID in the database."""
+
+    message: Call
+    request_id: int
+
+
+@dataclass(frozen=True)
+class Aws:
+    """boto3 clients on the in-process moto server, and what the story looks at."""
+
+    iam: Any
+    kms: Any
+    key_id: str
+
+    def state(self, kind: str) -> list[str]:
+        """What AWS says right now about one kind of access, as lines for people."""
+        if kind == "iam_group":
+            names = sorted(u["UserName"] for u in self.iam.get_group(GroupName="deploy-admins")["Users"])
+            return [f"[AWS] IAM group deploy-admins — members: {', '.join(names) or '(none)'}"]
+        if kind == "iam_role":
+            policies = self.iam.list_user_policies(UserName=ALICE.name)["PolicyNames"]
+            lines = [f"[AWS] IAM user alice — inline policies: {', '.join(policies) or '(none)'}"]
+            for name in policies:
+                document = self.iam.get_user_policy(UserName=ALICE.name, PolicyName=name)["PolicyDocument"]
+                document = json.loads(document) if isinstance(document, str) else document
+                lines += ["      " + line for line in json.dumps(document, indent=2).splitlines()]
+            return lines
+        grants = self.kms.list_grants(KeyId=self.key_id)["Grants"]
+        shown = [
+            f"{g.get('Name')} for {g['GranteePrincipal'].split(':')[-1]} ({', '.join(g['Operations'])})" for g in grants
+        ]
+        return [f"[AWS] KMS key alias/payments — grants: {'; '.join(shown) or '(none)'}"]
+
+    def granted(self, kind: str) -> bool:
+        """Whether alice holds this kind of access in AWS now."""
+        return "(none)" not in self.state(kind)[0]
+
+
+def seed() -> Aws:
+    """IAM users tagged with their Slack emails, a group, a role, and a KMS key with an alias."""
+    iam, kms = boto3.client("iam"), boto3.client("kms")
+    for person in PEOPLE:
+        iam.create_user(UserName=person.name, Tags=[{"Key": "email", "Value": person.email}])
+    iam.create_group(GroupName="deploy-admins")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    iam.create_role(RoleName="prod-readonly", AssumeRolePolicyDocument=json.dumps(trust))
+    key = kms.create_key(Description="payments")["KeyMetadata"]
+    kms.create_alias(AliasName="alias/payments", TargetKeyId=key["KeyId"])
+    return Aws(iam=iam, kms=kms, key_id=str(key["KeyId"]))
+
+
+@contextmanager
+def offline_aws(scratch: Path) -> Iterator[str]:
+    """An in-process moto server on 127.0.0.1, with boto3 pointed at it through the environment only."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    with mock.patch.dict(os.environ):
+        # Nothing from the user's own AWS or proxy set-up may leak in: everything here is loopback.
+        for name in [n for n in os.environ if n.startswith("AWS_") or n.lower().endswith("_proxy")]:
+            del os.environ[name]
+        os.environ.update(
+            AWS_ENDPOINT_URL=url,
+            AWS_ACCESS_KEY_ID="demo",
+            AWS_SECRET_ACCESS_KEY="demo",
+            AWS_REGION="us-east-1",
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_CONFIG_FILE=str(scratch / "no-aws-config"),
+            AWS_SHARED_CREDENTIALS_FILE=str(scratch / "no-aws-credentials"),
+        )
+        try:
+            yield url
+        finally:
+            server.stop()
+
+
+def play(out: Callable[[str], None] = print) -> None:
+    """Set up the offline world, run the real app in it, and tell the story; raise DemoFailed if it goes wrong."""
+    started = time.monotonic()
+    with ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="accessbot-demo-")))
+        stack.enter_context(offline_aws(scratch))
+        aws = seed()
+        slack = Workspace(PEOPLE, CHANNELS, out)
+        slack.start()
+        stack.callback(slack.stop)
+        secret = secrets.token_hex(16)
+        (scratch / "catalog.yaml").write_text(CATALOG)
+        settings = Settings(
+            slack_bot_token="xoxb-demo-" + secrets.token_hex(8),
+            slack_signing_secret=secret,
+            slack_app_token=None,
+            slack_api_url=slack.api_url,
+            database_url=f"sqlite:///{scratch / 'accessbot.db'}",
+            accessbot_catalog=scratch / "catalog.yaml",
+            accessbot_scheduler="on",
+            accessbot_sweep_seconds=1.0,
+            port=0,
+        )
+        runtime = Runtime.build(settings, tuning=Tuning(retry_base=timedelta(seconds=0.5), lease=timedelta(seconds=5)))
+        runtime.start(host="127.0.0.1", port=0)
+        stack.callback(runtime.stop)
+        assert runtime.http is not None
+        signer = Signer(runtime.http.url, secret, slack.base + "/response/demo")
+        Story(runtime, slack, signer, aws, out).tell()
+        took = time.monotonic() - started
+        out(f"\nThe story took {took:.1f}s, all on 127.0.0.1: no network, no credentials, nothing kept.")
+
+
+class Story:
+    """Alice asks for each kind of access; Bob and Carol decide; AWS changes, then changes back."""
+
+    def __init__(self, runtime: Runtime, slack: Workspace, signer: Signer, aws: Aws, out: Callable[[str], None]):
+        self.runtime, self.slack, self.signer, self.aws, self.out = runtime, slack, signer, aws, out
+        self.clock = time.monotonic()
+
+    def tell(self) -> None:
+        """The whole story, step by step."""
+        self.out(
+            "accessbot demo: the real app over HTTP on 127.0.0.1, with a stand-in for Slack that signs its\n"
+            "requests like Slack does, and moto playing AWS in this process. Alice, Bob, Carol and Dave work here;\n"
+            "Bob and Carol approve access. Every grant below lasts " + GRANT + "."
+        )
+        self.step("What AWS looks like before anyone asks")
+        self.show_aws("iam_group", "iam_role", "kms_key")
+
+        self.step(f"Alice asks to join the IAM group deploy-admins for {GRANT}")
+        group = self.command(ALICE, f"request deploy-admins {GRANT} ship the checkout hotfix")
+        self.step("Alice tries to approve her own request")
+        self.click(ALICE, group, "Approve")
+        self.step("Dave asks for deploy-admins too; Carol denies it, saying why")
+        dave = self.command(DAVE, "request deploy-admins 1h just curious")
+        self.click(CAROL, dave, "Deny", form={"reason": "Production needs a ticket; ask again with one."})
+        self.wait_status(dave.request_id, "denied")
+        self.settle()
+        self.step("Bob approves Alice's request: the bot adds her to the group")
+        group_id = self.click(BOB, group, "Approve", until="active")
+        self.show_aws("iam_group", expect=True)
+
+        self.step(f"Alice asks to assume the IAM role prod-readonly for {GRANT}; Bob approves")
+        role = self.command(ALICE, f"request prod-readonly {GRANT} read the incident logs")
+        role_id = self.click(BOB, role, "Approve", until="active")
+        self.show_aws("iam_role", expect=True)
+
+        self.step(f"Alice asks to use the KMS key alias/payments for {GRANT}, with the form; Carol approves")
+        form = {"resource": "payments-key", "duration": GRANT, "reason": "re-run the refund batch"}
+        key = self.command(ALICE, "", form=form)
+        key_id = self.click(CAROL, key, "Approve", until="active")
+        self.show_aws("kms_key", expect=True)
+
+        self.step("Nobody does anything now: the grants run out and the bot takes them away by itself")
+        self.out(f"  (waiting for {GRANT} grants to end; the scheduler wakes exactly when each one is due)")
+        for request_id in (group_id, role_id, key_id):
+            self.wait_status(request_id, "expired", timeout=30)
+            self.describe_end(request_id)
+        self.settle()
+        self.show_aws("iam_group", "iam_role", "kms_key", expect=False)
+
+    # -- the moves -----------------------------------------------------------------------------
+
+    def command(self, who: Person, text: str, *, form: dict[str, str] | None = None) -> Filed:
+        """`/access <text>` as `who` in #general (filling the dialog it opens, if any); follow the request."""
+        typed = f"/access {text}".rstrip()
+        self.out(f"  @{who.name} in #general types:  {typed}")
+        mark = self.slack.mark()
+        status, reply = self.signer.command(who, text, channel=GENERAL)
+        self.slack.show_reply(who.user_id, GENERAL, reply)
+        if status != 200:
+            raise DemoFailed(f"{typed}: HTTP {status}, answer {reply.get('text')!r}")
+        if form is not None:
+            self.fill(who, form, after=mark)
+        posted = self.slack.wait_for(
+            lambda c: c.method == "chat.postMessage" and c.channel == APPROVALS and c.button("Approve") is not None,
+            after=mark,
+        )
+        if posted is None:
+            raise DemoFailed(f"{typed}: no approval message (the bot answered {reply.get('text')!r})")
+        with session_scope(self.runtime.workflow.engine) as session:
+            newest = queries.requests_of(who.user_id, session=session, limit=1)
+        if not newest or newest[0].id is None:
+            raise DemoFailed(f"{typed}: nothing was stored")
+        self.settle()
+        return Filed(posted, newest[0].id)
+
+    def click(
+        self, who: Person, filed: Filed, label: str, *, until: str | None = None, form: dict[str, str] | None = None
+    ) -> int:
+        """Click a button of the approval message as `who` (filling the dialog it opens, if any)."""
+        button = filed.message.button(label)
+        if button is None:
+            raise DemoFailed(f"the approval message has no {label} button")
+        self.out(f"  @{who.name} clicks [{label}] on request #{filed.request_id} in #{CHANNELS[APPROVALS]}")
+        mark = self.slack.mark()
+        status = self.signer.click(who, filed.message, button)
+        if status != 200:
+            raise DemoFailed(f"clicking {label} as {who.name}: HTTP {status}")
+        if form is not None:
+            self.fill(who, form, after=mark)
+        if until is not None:
+            self.wait_status(filed.request_id, until)
+        self.settle()
+        return filed.request_id
+
+    def fill(self, who: Person, answers: dict[str, str], *, after: int) -> None:
+        """Wait for the dialog the bot opens, show it, fill it in and submit it as `who`."""
+        opened = self.slack.wait_for(lambda c: c.method == "views.open", after=after)
+        if opened is None:
+            raise DemoFailed("the bot opened no dialog")
+        self.slack.show_new()
+        view = opened.args.get("view") or {}
+        submit = (view.get("submit") or {}).get("text", "Submit")
+        typed = "; ".join(f"{name}: {value}" for name, value in answers.items())
+        self.out(f"  @{who.name} fills in the dialog ({typed}) and presses [{submit}]")
+        status, answer = self.signer.submit(who, view, answers)
+        if status != 200 or "errors" in answer:
+            raise DemoFailed(f"submitting the dialog: HTTP {status} {answer[:200]}")
+
+    def settle(self) -> None:
+        """Let the bot finish talking, then show what it said."""
+        self.slack.settle()
+        self.slack.show_new()
+
+    def wait_status(self, request_id: int, status: str, *, timeout: float = 15.0) -> None:
+        """Poll the database until the request reaches `status`."""
+        deadline = time.monotonic() + timeout
+        while (current := self.status(request_id)) != status:
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"request #{request_id} is {current}, not {status}, after {timeout:.0f}s")
+            time.sleep(0.05)
+
+    def status(self, request_id: int) -> str | None:
+        """The request's status in the database."""
+        with session_scope(self.runtime.workflow.engine) as session:
+            row = queries.get_request(request_id, session=session)
+            return row.status if row else None
+
+    def describe_end(self, request_id: int) -> None:
+        """One line on when the grant began, was due to end, and really ended."""
+        with session_scope(self.runtime.workflow.engine) as session:
+            row = queries.get_request(request_id, session=session)
+        assert row is not None and row.activated_at and row.expires_at and row.ended_at
+        lag = (row.ended_at - row.expires_at).total_seconds()
+        began, due = row.activated_at.astimezone(), row.expires_at.astimezone()
+        self.out(
+            f"  #{request_id} {row.resource}: active from {began:%H:%M:%S}, due to end {due:%H:%M:%S}, "
+            f"taken away {lag:.2f}s later"
+        )
+
+    def show_aws(self, *kinds: str, expect: bool | None = None) -> None:
+        """Print AWS's own view; when `expect` is given, fail unless the grant is there (or gone)."""
+        for kind in kinds:
+            for line in self.aws.state(kind):
+                self.out("  " + line)
+            if expect is not None and self.aws.granted(kind) != expect:
+                raise DemoFailed(f"{kind}: AWS {'does not show' if expect else 'still shows'} alice's grant")
+
+    def step(self, title: str) -> None:
+        """A heading, with the time since the story began."""
+        self.out(f"\n[{time.monotonic() - self.clock:5.1f}s] ▶ {title}")

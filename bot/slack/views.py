@@ -1,0 +1,134 @@
+"""Modals and the App Home: each view's IDs live next to its build() and parse()."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.catalog import Catalog
+from bot.durations import format_duration
+from bot.errors import UserError
+from bot.slack.messages import ACTION_APPROVE, ACTION_CANCEL, ACTION_DENY, ACTION_EXTEND, ACTION_REVOKE, button, line
+from bot.store.models import AccessRequest
+
+View = dict[str, Any]
+REQUEST_VIEW = "accessbot_request"
+DENY_VIEW = "accessbot_deny_reason"
+EXTEND_VIEW = "accessbot_extend_view"
+
+
+def _input(block_id: str, label: str, element: dict[str, Any], hint: str | None = None) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "type": "input",
+        "block_id": block_id,
+        "label": {"type": "plain_text", "text": label},
+        "element": {**element, "action_id": "value"},
+    }
+    if hint:
+        block["hint"] = {"type": "plain_text", "text": hint}
+    return block
+
+
+def _text(multiline: bool = False, initial: str | None = None, max_length: int = 500) -> dict[str, Any]:
+    element: dict[str, Any] = {"type": "plain_text_input", "multiline": multiline, "max_length": max_length}
+    if initial:
+        element["initial_value"] = initial
+    return element
+
+
+def _modal(callback_id: str, title: str, submit: str, blocks: list[dict[str, Any]], metadata: str = "") -> View:
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "private_metadata": metadata,
+        "title": {"type": "plain_text", "text": title},
+        "submit": {"type": "plain_text", "text": submit},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": blocks,
+    }
+
+
+def request_view(catalog: Catalog, names: list[str]) -> View:
+    """The request form: only resources this person may request."""
+    if not names:
+        raise UserError("There is nothing in the catalog you may request; ask an admin.")
+    options = [
+        {
+            "text": {"type": "plain_text", "text": name[:75]},
+            "description": {"type": "plain_text", "text": (catalog.resources[name].description or name)[:75]},
+            "value": name,
+        }
+        for name in names[:100]
+    ]
+    default = format_duration(catalog.defaults.default_duration)
+    return _modal(
+        REQUEST_VIEW,
+        "Request AWS access",
+        "Request",
+        [
+            _input("resource", "Resource", {"type": "static_select", "options": options}),
+            _input("duration", "Duration", _text(initial=default, max_length=20), "e.g. 30m, 2h, 1h30m"),
+            _input("reason", "Reason", _text(multiline=True)),
+        ],
+    )
+
+
+def values(view: dict[str, Any]) -> dict[str, str]:
+    """The submitted value of each input block, by block ID."""
+    found: dict[str, str] = {}
+    state = (view.get("state") or {}).get("values") or {}
+    for block_id, actions in state.items():
+        answer = (actions or {}).get("value") or {}
+        if not isinstance(answer, dict):
+            continue
+        selected = answer.get("selected_option") or {}
+        found[str(block_id)] = str(answer.get("value") or (selected.get("value") if selected else "") or "")
+    return found
+
+
+def deny_view(request_id: int, round: int) -> View:
+    """The small form asking why a request is denied."""
+    return _modal(
+        DENY_VIEW,
+        f"Deny request #{request_id}",
+        "Deny",
+        [_input("reason", "Why? (the requester sees this)", _text(multiline=True))],
+        metadata=f"{request_id}:{round}",
+    )
+
+
+def extend_view(request_id: int, default: str) -> View:
+    """The small form asking how much longer."""
+    return _modal(
+        EXTEND_VIEW,
+        f"Extend request #{request_id}",
+        "Extend",
+        [_input("duration", "How much longer?", _text(initial=default, max_length=20), "e.g. 30m or 1h")],
+        metadata=str(request_id),
+    )
+
+
+def home_view(mine: list[AccessRequest], waiting: list[AccessRequest], now: datetime) -> View:
+    """App Home: my active grants, my pending requests, and what waits for my approval."""
+    active = [r for r in mine if r.status == "active"]
+    pending = [r for r in mine if r.status in ("pending", "approved")]
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "Your access"}}]
+    blocks += _rows(active, now, "No active grants.", lambda r: [
+        button("Extend", ACTION_EXTEND, str(r.id)), button("Revoke", ACTION_REVOKE, str(r.id), "danger")])  # fmt: skip
+    blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Your pending requests"}})
+    blocks += _rows(pending, now, "Nothing pending.", lambda r: [button("Cancel", ACTION_CANCEL, str(r.id))])
+    blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Waiting for your approval"}})
+    blocks += _rows(waiting, now, "Nothing waits for you.", lambda r: [
+        button("Approve", ACTION_APPROVE, f"{r.id}:{r.extension_round}", "primary"),
+        button("Deny", ACTION_DENY, f"{r.id}:{r.extension_round}", "danger")])  # fmt: skip
+    return {"type": "home", "blocks": blocks[:100]}
+
+
+def _rows(rows: list[AccessRequest], now: datetime, empty: str, buttons: Any) -> list[dict[str, Any]]:
+    if not rows:
+        return [{"type": "context", "elements": [{"type": "mrkdwn", "text": empty}]}]
+    blocks: list[dict[str, Any]] = []
+    for row in rows[:15]:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"{line(row, now)}\n_{row.reason}_"}})
+        blocks.append({"type": "actions", "elements": buttons(row)})
+    return blocks

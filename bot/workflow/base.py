@@ -1,0 +1,197 @@
+"""What every use case shares: collaborators, the one state-change function, loading and locking."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from bot.aws.granters import Granter, GrantSpec
+from bot.aws.identity import IdentityResolver
+from bot.catalog import Catalog, KeyResource, Kind
+from bot.clock import utcnow
+from bot.domain.lifecycle import Status, transition
+from bot.domain.schedule import Timeline, next_due
+from bot.errors import UserError
+from bot.metrics import Metrics
+from bot.store import queries
+from bot.store.db import hold_lock, session_scope
+from bot.store.models import AccessRequest, Vote
+
+log = logging.getLogger("bot.workflow")
+
+SYSTEM = "accessbot"
+
+
+class Notifier(Protocol):
+    """Tells people what happened; failing to tell never undoes what happened."""
+
+    def request_filed(self, request: AccessRequest, votes: list[Vote]) -> tuple[str, str] | None:
+        """Post the approval message; return (channel, ts) to update it later."""
+        ...
+
+    def request_changed(self, request: AccessRequest, votes: list[Vote]) -> None:
+        """Update the approval message in place."""
+        ...
+
+    def tell_requester(self, request: AccessRequest, event: str) -> None:
+        """DM the requester about a step in their request's life."""
+        ...
+
+    def in_thread(self, request: AccessRequest, text: str) -> None:
+        """Post under the approval message (reminders, notices)."""
+        ...
+
+    def alert(self, request: AccessRequest, text: str) -> None:
+        """Raise an alert about a request in its approval channel."""
+        ...
+
+
+class Directory(Protocol):
+    """Slack's view of people: user-group members."""
+
+    def expand(self, ids: frozenset[str]) -> frozenset[str]:
+        """User IDs, with user-group IDs replaced by their members."""
+        ...
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Timings the tests and benchmarks may shorten."""
+
+    lease: timedelta = timedelta(seconds=60)
+    retry_base: timedelta = timedelta(seconds=5)
+    batch: int = 100
+    alert_after: int = 3
+
+
+class Base:
+    """Collaborators and helpers shared by the request, grant and sweep flows."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        catalog: Catalog,
+        granters: Mapping[Kind, Granter],
+        identity: IdentityResolver,
+        notifier: Notifier,
+        directory: Directory,
+        owner: str,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        tuning: Tuning | None = None,
+    ) -> None:
+        self.engine = engine
+        self.catalog = catalog
+        self._granters = granters
+        self._identity = identity
+        self._notifier = notifier
+        self._directory = directory
+        self.owner = owner
+        self.on_due: Callable[[datetime], None] = lambda _when: None
+        self._metrics = metrics or Metrics()
+        self._clock = clock
+        self._tuning = tuning or Tuning()
+
+    def _move(
+        self, session: Session, request: AccessRequest, target: Status, actor: str, now: datetime, **details: Any
+    ) -> None:
+        """The one place a request changes state; every change writes an audit event."""
+        current = Status(request.status)
+        request.status = transition(current, target).value
+        request.updated_at = now
+        self._metrics.transitions.labels(kind=request.kind, status=target.value).inc()
+        queries.record_audit(
+            session=session,
+            actor=actor,
+            action=target.value,
+            request_id=request.id,
+            from_status=current,
+            to_status=target,
+            at=now,
+            **details,
+        )
+
+    def _timeline(self, row: AccessRequest) -> Timeline:
+        item = self.catalog.resource(row.resource)
+        if item is None:  # removed from the catalog: still expire it, with no reminders
+            return Timeline(
+                status=Status(row.status),
+                created_at=row.created_at,
+                pending_timeout=timedelta(0),
+                expires_at=row.expires_at,
+            )
+        return Timeline(
+            status=Status(row.status),
+            created_at=row.created_at,
+            pending_timeout=item.pending_timeout,
+            remind_after=item.remind_after,
+            max_reminders=item.max_reminders,
+            reminders_sent=row.reminders_sent,
+            reminded_at=row.reminded_at,
+            escalate_at=row.created_at + item.escalate_after if item.escalate_to else None,
+            expires_at=row.expires_at,
+            activated_at=row.activated_at,
+            warn_before=item.warn_before,
+            warned=row.warned_at is not None,
+            unacknowledged_break_glass=row.break_glass and row.acknowledged_at is None,
+        )
+
+    def _reschedule(self, row: AccessRequest) -> None:
+        """Recompute when the row is next due and release this process's claim on it."""
+        row.next_due_at = next_due(self._timeline(row))
+        row.claimed_by = row.claimed_until = None
+
+    def _approvers(self, request: AccessRequest) -> frozenset[str]:
+        if self.catalog.resource(request.resource) is None:
+            return frozenset()
+        escalated = self._timeline(request).escalate_at
+        late = escalated is not None and self._clock() >= escalated
+        return self._directory.expand(self.catalog.approvers_of(request.resource, escalated=late))
+
+    def _spec(self, request: AccessRequest) -> GrantSpec:
+        item = self.catalog.resource(request.resource)
+        assert request.id is not None
+        return GrantSpec(
+            request_id=request.id,
+            iam_user=request.iam_user,
+            iam_user_arn=request.iam_user_arn,
+            target=request.target,
+            expires_at=request.expires_at or self._clock(),
+            require_mfa=bool(item and item.require_mfa),
+            operations=item.operations if isinstance(item, KeyResource) else (),
+        )
+
+    def _exclusive(self, request: AccessRequest, granter: Granter) -> AbstractContextManager[None]:
+        """Serialise grants and revokes of one shared piece of AWS state (a user's group membership)."""
+        if not granter.shared:
+            return nullcontext()
+        return hold_lock(self.engine, f"{request.kind}:{request.iam_user}:{request.target}")
+
+    def _load(self, request_id: int) -> AccessRequest:
+        with session_scope(self.engine) as session:
+            row = queries.get_request(request_id, session=session)
+        if row is None:
+            raise UserError(f"Request #{request_id} does not exist.")
+        return row
+
+    def _locked(self, request_id: int, session: Session) -> AccessRequest:
+        row = queries.lock_request(request_id, session=session)
+        if row is None:
+            raise UserError(f"Request #{request_id} does not exist.")
+        return row
+
+    def _votes(self, request: AccessRequest, session: Session) -> list[Vote]:
+        assert request.id is not None
+        return [v for v in queries.votes_for(request.id, session=session) if v.round == request.extension_round]
+
+    def _notify_due(self, row: AccessRequest) -> None:
+        if row.next_due_at is not None:
+            self.on_due(row.next_due_at)

@@ -1,0 +1,120 @@
+"""The sweep: claim what is due, and do it (grant, extend, end, warn, remind, time out)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.domain.lifecycle import Status
+from bot.domain.schedule import active_action, pending_action
+from bot.store import queries
+from bot.store.db import session_scope
+from bot.workflow.base import SYSTEM, log
+from bot.workflow.requests import RequestFlows
+
+
+class Workflow(RequestFlows):
+    """Every use case; the sweep dispatches due rows to them."""
+
+    def run_due(self) -> int:
+        """Claim and process everything due now; return how many rows were handled."""
+        handled = 0
+        while True:
+            now = self._clock()
+            with session_scope(self.engine) as session:
+                ids = queries.claim_due(
+                    session=session, now=now, owner=self.owner, lease=self._tuning.lease, limit=self._tuning.batch
+                )
+            for request_id in ids:
+                self.process(request_id)
+            handled += len(ids)
+            if len(ids) < self._tuning.batch:
+                return handled
+
+    def next_due_at(self) -> datetime | None:
+        """The earliest moment anything is owed."""
+        with session_scope(self.engine) as session:
+            return queries.next_due_at(session=session, now=self._clock())
+
+    def process(self, request_id: int) -> None:
+        """Do whatever one claimed row is owed now."""
+        try:
+            request = self._load(request_id)
+            status = Status(request.status)
+            now = self._clock()
+            line = self._timeline(request)
+            if status is Status.APPROVED:
+                self.activate(request_id)
+            elif status is Status.ACTIVE and request.extension_approved_at and not request.revoke_started_at:
+                self.apply_extension(request_id)
+            elif status is Status.ACTIVE:
+                action = active_action(line, now, revoke_started=request.revoke_started_at is not None)
+                {"end": self.end, "warn": self._warn, "remind_ack": self._remind_ack}.get(action, self._release)(
+                    request_id
+                )
+            elif status is Status.PENDING:
+                action = pending_action(line, now)
+                {"time_out": self._time_out, "remind": self._remind}.get(action, self._release)(request_id)
+            else:
+                self._release(request_id)
+        except Exception:
+            # The scheduler's error boundary: the claim's lease runs out and the row is tried again.
+            log.exception("processing request failed", extra={"request_id": request_id})
+
+    def _time_out(self, request_id: int) -> None:
+        now = self._clock()
+        with session_scope(self.engine) as session:
+            row = self._locked(request_id, session)
+            if row.status != Status.PENDING:
+                return
+            self._move(session, row, Status.TIMED_OUT, SYSTEM, now)
+            self._reschedule(row)
+            votes = self._votes(row, session)
+        self._notifier.request_changed(row, votes)
+        self._notifier.tell_requester(row, "timed_out")
+
+    def _remind(self, request_id: int) -> None:
+        now = self._clock()
+        with session_scope(self.engine) as session:
+            row = self._locked(request_id, session)
+            escalate_at = self._timeline(row).escalate_at
+            escalating = (
+                escalate_at is not None
+                and now >= escalate_at
+                and (row.reminded_at is None or row.reminded_at < escalate_at)
+            )
+            row.reminders_sent += 1
+            row.reminded_at = now
+            queries.record_audit(
+                session=session, actor=SYSTEM, action="escalated" if escalating else "reminded", request_id=request_id,
+                at=now, reminder=row.reminders_sent,
+            )  # fmt: skip
+            self._reschedule(row)
+        approvers = sorted(self._approvers(row))
+        who = " ".join(f"<@{a}>" for a in approvers if a != row.requester_id)
+        lead = "Escalated" if escalating else "Reminder"
+        self._notifier.in_thread(row, f"{lead}: request #{request_id} is still waiting for a decision. {who}".strip())
+        self._notify_due(row)
+
+    def _remind_ack(self, request_id: int) -> None:
+        now = self._clock()
+        with session_scope(self.engine) as session:
+            row = self._locked(request_id, session)
+            row.reminded_at = now
+            row.reminders_sent += 1
+            self._reschedule(row)
+        self._notifier.in_thread(
+            row, f":rotating_light: Break-glass request #{request_id} is still not acknowledged by an approver."
+        )
+        self._notify_due(row)
+
+    def _warn(self, request_id: int) -> None:
+        with session_scope(self.engine) as session:
+            row = self._locked(request_id, session)
+            row.warned_at = self._clock()
+            self._reschedule(row)
+        self._notifier.tell_requester(row, "expiring")
+        self._notify_due(row)
+
+    def _release(self, request_id: int) -> None:
+        with session_scope(self.engine) as session:
+            self._reschedule(self._locked(request_id, session))

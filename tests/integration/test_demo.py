@@ -1,0 +1,63 @@
+"""`accessbot demo` end to end, as a user runs it: a subprocess with no AWS or Slack settings at all."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.demo import demo
+
+AWS_LINES = {
+    "iam_group": "[AWS] IAM group deploy-admins — members:",
+    "iam_role": "[AWS] IAM user alice — inline policies:",
+    "kms_key": "[AWS] KMS key alias/payments — grants:",
+}
+
+
+def run_demo(cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    # No AWS, Slack, database or proxy settings from the developer's environment: the demo needs none.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SLACK_", "ACCESSBOT_", "DATABASE_"))}
+    env |= {"HOME": str(cwd), "PYTHONIOENCODING": "utf-8"}
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "demo"], cwd=cwd, env=env, capture_output=True, text=True, timeout=90
+    )
+    return done, time.monotonic() - started
+
+
+def test_demo_tells_the_whole_story_offline_in_under_a_minute(tmp_path: Path) -> None:
+    done, took = run_demo(tmp_path)
+    out = done.stdout
+    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{out}\nstderr:\n{done.stderr}"
+    assert took < 60, f"the demo took {took:.1f}s"
+
+    assert re.search(r"#access-approvals · accessbot\n(    │ .*\n)*    │ \[Approve\]  \[Deny\]\n", out), out
+    assert "Access request #1" in out and "Waiting for approval: 0 of 1." in out
+    assert "You cannot approve or deny your own request #1." in out
+    assert "Denied by @carol" in out and "was denied by @carol" in out
+    assert "Approved by @bob" in out and "Approved by @carol" in out
+
+    for kind, prefix in AWS_LINES.items():
+        states = [line.split(prefix, 1)[1].strip() for line in out.splitlines() if prefix in line]
+        assert states[0] == "(none)", (kind, states)  # before anyone asks
+        assert states[1] != "(none)" and "alice" in states[1] + out, (kind, states)  # granted
+        assert states[-1] == "(none)", (kind, states)  # taken away at expiry
+    assert '"aws:CurrentTime"' in out and "accessbot-" in out
+    assert out.count("has ended (expired)") == 3
+    assert list(tmp_path.iterdir()) == [], "the demo left files behind in the working directory"
+
+
+def test_without_moto_the_demo_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "moto.server", None)  # makes `import moto.server` raise ImportError
+    assert demo(Settings()) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install" in err and "[demo]" in err
