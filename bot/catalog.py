@@ -61,6 +61,15 @@ class AutoApprove(BaseModel):
     max_duration: Duration
 
 
+class RateLimit(BaseModel):
+    """`rate_limit: {requests: 10, per: 1h}`: at most that many requests per user in that window."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests: int = Field(ge=1, le=10000)
+    per: Duration
+
+
 class Settings(BaseModel):
     """Keys that may be set per resource or once under `defaults`."""
 
@@ -87,6 +96,8 @@ class Settings(BaseModel):
     escalate_after: Duration = timedelta(hours=1)
     break_glass: bool = False
     audit_channel: ChannelId | None = None
+    rate_limit: RateLimit = RateLimit(requests=10, per=timedelta(hours=1))
+    max_open_requests: int = Field(default=5, ge=1, le=1000)
 
     @property
     def auto_approve_max(self) -> timedelta | None:

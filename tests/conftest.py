@@ -17,12 +17,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, select
 
+from bot.aws.clients import AwsClients
 from bot.config import Settings
 from bot.runtime import Runtime
 from bot.store import schema
 from bot.store.db import make_engine, session_scope
 from bot.store.models import AccessRequest, AuditEvent
 from bot.workflow import Tuning
+from tests.support import iam_policy
 from tests.support.aws import World, reset_moto, seed, start_moto
 from tests.support.catalogs import BASIC, EMAILS
 from tests.support.fake_slack import FakeSlack, start_fake_slack
@@ -43,6 +45,24 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float = 10.0, interval:
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+# -- every AWS operation the bot calls, checked against docs/iam-policy.json at the end -----------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _record_aws_operations() -> Iterator[None]:
+    original = AwsClients.create
+
+    def create(session: Any = None) -> AwsClients:
+        clients = original(session)
+        for client in (clients.iam, clients.kms, clients.sts):
+            client.meta.events.register("before-call.*.*", iam_policy.record)
+        return clients
+
+    AwsClients.create = staticmethod(create)  # type: ignore[method-assign,assignment]
+    yield
+    AwsClients.create = original  # type: ignore[method-assign]
 
 
 # -- servers shared by the whole session ---------------------------------------------------------
@@ -223,4 +243,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """With ACCESSBOT_REQUIRE_POSTGRES=1, a run in which no PostgreSQL test ran is a failure."""
     if REQUIRE_POSTGRES and exitstatus == 0 and _postgres_ran["count"] == 0:
         print("\nACCESSBOT_REQUIRE_POSTGRES=1 but no PostgreSQL test ran")
+        session.exitstatus = 1
+    outside = iam_policy.not_allowed(iam_policy.CALLED)
+    if outside:
+        print(f"\nThe bot called AWS operations docs/iam-policy.json does not allow: {outside}")
         session.exitstatus = 1

@@ -151,3 +151,26 @@ def in_status(statuses: Sequence[Status], *, session: Session, limit: int = 200)
         .limit(limit)
     )
     return session.exec(stmt).all()
+
+
+def filed_since(requester_id: str, since: datetime, *, session: Session) -> int:
+    """How many requests a user filed since `since`."""
+    stmt = (
+        select(func.count())
+        .select_from(AccessRequest)
+        .where(AccessRequest.requester_id == requester_id, col(AccessRequest.created_at) >= since)
+    )
+    return int(session.exec(stmt).one())
+
+
+def open_count(requester_id: str, *, session: Session) -> int:
+    """How many of a user's requests are pending, approved or active."""
+    stmt = (
+        select(func.count())
+        .select_from(AccessRequest)
+        .where(
+            AccessRequest.requester_id == requester_id,
+            col(AccessRequest.status).in_([Status.PENDING.value, Status.APPROVED.value, Status.ACTIVE.value]),
+        )
+    )
+    return int(session.exec(stmt).one())

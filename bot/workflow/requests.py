@@ -52,6 +52,7 @@ class RequestFlows(GrantFlows):
             )
         now = self._clock()
         with session_scope(self.engine) as session:
+            self._enforce_limits(session, requester, item, now)
             request = AccessRequest(
                 requester_id=requester,
                 resource=resource,
@@ -338,6 +339,19 @@ class RequestFlows(GrantFlows):
                 at=now,
                 approvals=len(approved_by),
                 required=request.approvals_required,
+            )
+
+    def _enforce_limits(self, session: Session, requester: str, item: Resource, now: datetime) -> None:
+        """Per-user rate limit and cap on open requests (checked in the inserting transaction)."""
+        limit = item.rate_limit
+        if queries.filed_since(requester, now - limit.per, session=session) >= limit.requests:
+            raise UserError(
+                f"You filed {limit.requests} requests in the last {format_duration(limit.per)}, the most allowed; "
+                "try again later."
+            )
+        if queries.open_count(requester, session=session) >= item.max_open_requests:
+            raise UserError(
+                f"You already have {item.max_open_requests} open requests; cancel or finish one first (/access list)."
             )
 
     def _may_request(self, user: str, resource: str) -> bool:

@@ -122,10 +122,17 @@ class SlackSender:
 
     def event(self, event: dict[str, Any], **kw: Any) -> requests.Response:
         """Deliver an Events API event (JSON body)."""
-        body = json.dumps({
-            "token": "legacy", "team_id": "T0TEAM", "api_app_id": "A0BOT", "type": "event_callback",
-            "event_id": f"Ev{int(time.time() * 1000)}", "event_time": int(time.time()), "event": event,
-        })
+        body = json.dumps(
+            {
+                "token": "legacy",
+                "team_id": "T0TEAM",
+                "api_app_id": "A0BOT",
+                "type": "event_callback",
+                "event_id": f"Ev{int(time.time() * 1000)}",
+                "event_time": int(time.time()),
+                "event": event,
+            }
+        )
         return self.post(body, headers={"Content-Type": "application/json"}, **kw)
 
     def interactive(self, payload: Any, **kw: Any) -> requests.Response:

@@ -1,0 +1,33 @@
+"""The bot's documented least-privilege policy, and which AWS operations it really calls."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from pathlib import Path
+from typing import Any
+
+POLICY = Path(__file__).resolve().parents[2] / "docs" / "iam-policy.json"
+CALLED: set[str] = set()
+
+
+def allowed_actions() -> list[str]:
+    """Every Action pattern the policy allows."""
+    document = json.loads(POLICY.read_text())
+    actions: list[str] = []
+    for statement in document["Statement"]:
+        assert statement["Effect"] == "Allow"
+        found = statement["Action"]
+        actions += [found] if isinstance(found, str) else found
+    return actions
+
+
+def not_allowed(operations: set[str]) -> list[str]:
+    """Operations (`iam:AddUserToGroup`) no Action pattern of the policy allows."""
+    patterns = [p.lower() for p in allowed_actions()]
+    return sorted(op for op in operations if not any(fnmatch.fnmatchcase(op.lower(), p) for p in patterns))
+
+
+def record(model: Any, **_: Any) -> None:
+    """botocore before-call hook: remember `service:Operation`."""
+    CALLED.add(f"{model.service_model.endpoint_prefix}:{model.name}")
