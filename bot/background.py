@@ -8,6 +8,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from bot.logs import about_request
+
 log = logging.getLogger(__name__)
 
 
@@ -27,9 +29,12 @@ class Background:
 
     @staticmethod
     def _run(task: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return task(*args)
-        except Exception:
-            error_id = secrets.token_hex(4)
-            log.exception("background task %s failed (error %s)", getattr(task, "__name__", task), error_id)
-            return None
+        # Tasks take a request ID first: every log event of the task carries it.
+        request_id = args[0] if args and isinstance(args[0], int) else None
+        with about_request(request_id):
+            try:
+                return task(*args)
+            except Exception:
+                error_id = secrets.token_hex(4)
+                log.exception("background task %s failed (error %s)", getattr(task, "__name__", task), error_id)
+                return None

@@ -1,4 +1,4 @@
-"""The `accessbot` command: serve, worker, migrate, check-config."""
+"""The `accessbot` command: serve, worker, migrate, check-config, reconcile."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from bot import ops
 from bot.catalog import load_catalog
 from bot.config import Settings, load_settings
+from bot.demo import demo
 from bot.errors import ConfigError
 from bot.logs import setup_logging
 
@@ -24,12 +26,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("serve", help="the Slack app over HTTP (or Socket Mode) plus the expiry scheduler")
     sub.add_parser("worker", help="the expiry scheduler alone")
     sub.add_parser("migrate", help="upgrade the database schema to the newest revision")
-    sub.add_parser("check-config", help="validate the settings and the catalog")
+    checking = sub.add_parser("check-config", help="validate the settings and the catalog, and check AWS")
+    checking.add_argument("--no-aws", action="store_true", help="validate offline: skip the AWS checks")
+    sub.add_parser("demo", help="play a short story offline: the real app, a stand-in Slack and moto")
+    drift = sub.add_parser("reconcile", help="compare the database with AWS; exit 1 on drift")
+    drift.add_argument("--fix", action="store_true", help="remove orphans and re-apply missing grants")
+    ops.add_commands(sub)
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
-        setup_logging(settings.log_level_number, settings.log_format)
-        handler = {"serve": serve, "worker": worker, "migrate": migrate, "check-config": check_config}
+        setup_logging(settings.log_level_number, settings.log_format, secrets=settings.secret_values())
+        if args.command in ops.COMMANDS:
+            return ops.run(args, settings)
+        if args.command == "reconcile":
+            from bot.reconcile import command as reconcile
+
+            return reconcile(settings, fix=args.fix)
+        if args.command == "check-config":
+            return check_config(settings, aws=not args.no_aws)
+        handler = {"serve": serve, "worker": worker, "migrate": migrate, "demo": demo}
         return handler[args.command](settings)
     except ConfigError as exc:
         print(f"accessbot: {exc}", file=sys.stderr)
@@ -52,12 +67,41 @@ def migrate(settings: Settings) -> int:
     return 0
 
 
-def check_config(settings: Settings) -> int:
-    """Validate the catalog file; print one line per resource."""
+def check_config(settings: Settings, *, aws: bool = True) -> int:
+    """Validate the catalog, then check each resource and static identity in AWS; one line each.
+
+    Exits 0 when nothing is wrong, 1 when AWS disagrees with the catalog, 2 when the catalog itself
+    is invalid or AWS cannot be asked at all. `aws=False` validates the catalog file alone (offline).
+    """
     catalog = load_catalog(settings.accessbot_catalog)
-    for name, resource in catalog.resources.items():
-        print(f"ok  {name}: {resource.kind.value} {resource.target}")
-    print(f"catalog {settings.accessbot_catalog}: {len(catalog.resources)} resource(s), no problems")
+    where = f"catalog {settings.accessbot_catalog}: {len(catalog.resources)} resource(s)"
+    if not aws:
+        for name, resource in catalog.resources.items():
+            print(f"ok   {name}: {resource.kind.value} {resource.target}")
+        print(f"{where}, no problems (AWS not checked)")
+        return 0
+
+    from botocore.exceptions import NoRegionError
+
+    from bot.aws.checks import Outcome, caller_account, check_catalog
+    from bot.aws.clients import AwsClients
+    from bot.aws.errors import AwsError
+
+    try:
+        clients = AwsClients.create()
+        account = caller_account(clients.sts)
+    except NoRegionError:
+        raise ConfigError("AWS_REGION: not set (KMS needs a region; set AWS_REGION or AWS_DEFAULT_REGION)") from None
+    except AwsError as exc:
+        raise ConfigError(f"AWS: cannot check the catalog against AWS: {exc}") from None
+    results = check_catalog(catalog, iam=clients.iam, kms=clients.kms, account=account)
+    for result in results:
+        print(result.line)
+    problems = sum(r.outcome is Outcome.PROBLEM for r in results)
+    if problems:
+        print(f"{where}: {problems} problem(s) in AWS account {account}")
+        return 1
+    print(f"{where}, no problems in AWS account {account}")
     return 0
 
 

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     accessbot_catalog: Path = Path("./catalog.yaml")
     accessbot_scheduler: Literal["on", "off"] = "on"
     accessbot_sweep_seconds: float = Field(default=15.0, gt=0, le=3600)
+    # How long a replica's claim on due work lasts; after a crash another replica takes the work over then.
+    accessbot_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
+    # How often the scheduler compares the database with AWS and alerts on drift; 0 turns it off.
+    accessbot_reconcile_seconds: float = Field(default=3600.0, ge=0, le=7 * 86400)
     port: int = Field(default=3000, ge=0, le=65535)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -54,6 +58,10 @@ class Settings(BaseSettings):
     def scheduler_enabled(self) -> bool:
         """Whether this process runs the expiry scheduler."""
         return self.accessbot_scheduler == "on"
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The values logs must never show (the formatter redacts them wherever they appear)."""
+        return tuple(v for v in (self.slack_bot_token, self.slack_signing_secret, self.slack_app_token) if v)
 
     @property
     def log_level_number(self) -> int:

@@ -5,11 +5,53 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TextIO
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_request_id: ContextVar[int | None] = ContextVar("accessbot_request_id", default=None)
+REDACTED = "[redacted]"
 
 
-class JsonFormatter(logging.Formatter):
+@contextmanager
+def about_request(request_id: int | None) -> Iterator[None]:
+    """Every log event in this block (and this thread) carries `request_id`."""
+    token = _request_id.set(request_id)
+    try:
+        yield
+    finally:
+        _request_id.reset(token)
+
+
+class RequestIdFilter(logging.Filter):
+    """Attach the request ID of the surrounding `about_request` block, unless the event has one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Add request_id; never drop an event."""
+        if getattr(record, "request_id", None) is None:
+            current = _request_id.get()
+            if current is not None:
+                record.request_id = current
+        return True
+
+
+class _Redacting(logging.Formatter):
+    """Replaces known secret values anywhere in the rendered line, whatever logged them."""
+
+    def __init__(self, fmt: str | None = None, *, secrets: Iterable[str] = ()) -> None:
+        super().__init__(fmt)
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+
+    def redact(self, line: str) -> str:
+        """The line with every secret replaced."""
+        for secret in self._secrets:
+            line = line.replace(secret, REDACTED)
+        return line
+
+
+class JsonFormatter(_Redacting):
     """A JSON object per line: time, level, logger, message, and any extra fields."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -23,26 +65,31 @@ class JsonFormatter(logging.Formatter):
         event.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
             event["exception"] = self.formatException(record.exc_info)
-        return json.dumps(event, default=str)
+        return self.redact(json.dumps(event, default=str))
 
 
-class TextFormatter(logging.Formatter):
-    """`time level logger: message [request_id=…]` on one line."""
+class TextFormatter(_Redacting):
+    """`time level logger: message [request_id=…]` on one line (a traceback's newlines escaped)."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        """Render one record."""
-        line = super().format(record)
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The message line, with the request ID before any traceback."""
+        line = super().formatMessage(record)
         request_id = getattr(record, "request_id", None)
         return f"{line} [request_id={request_id}]" if request_id is not None else line
 
+    def format(self, record: logging.LogRecord) -> str:
+        """Render one record."""
+        return self.redact(super().format(record).replace("\n", "\\n"))
 
-def setup_logging(level: int, fmt: str) -> None:
-    """Send every log line to stderr in the chosen format."""
-    handler = logging.StreamHandler(sys.stderr)
+
+def setup_logging(level: int, fmt: str, *, secrets: Iterable[str] = (), stream: TextIO | None = None) -> None:
+    """Send every log line to stderr (or `stream`) in the chosen format, with `secrets` redacted."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(secrets=secrets))
     else:
-        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets=secrets))
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

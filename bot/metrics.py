@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 
 class Metrics:
@@ -12,6 +19,12 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.transitions = Counter(
             "accessbot_transitions", "Request state changes", ["kind", "status"], registry=self.registry
+        )
+        self.requests = Counter(
+            "accessbot_requests",
+            "Requests that reached a final state, by kind and that state",
+            ["kind", "status"],
+            registry=self.registry,
         )
         self.aws_failures = Counter(
             "accessbot_aws_failures",
@@ -31,3 +44,30 @@ class Metrics:
         self.sweep_duration = Histogram(
             "accessbot_sweep_duration_seconds", "Duration of one sweep", registry=self.registry
         )
+
+    def watch_active_grants(self, count: Callable[[], Mapping[str, int]]) -> None:
+        """Export accessbot_active_grants{kind}, computed by `count` at every scrape."""
+        self.registry.register(_ActiveGrants(count))
+
+
+class _ActiveGrants(Collector):
+    """A gauge read from the database when scraped, so every replica reports the same truth."""
+
+    def __init__(self, count: Callable[[], Mapping[str, int]]) -> None:
+        self._count = count
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the gauge; nothing (and a log line) when the database cannot be read."""
+        try:
+            counts = self._count()
+        except Exception:
+            log.warning("could not count active grants for /metrics", exc_info=True)
+            return
+        gauge = GaugeMetricFamily("accessbot_active_grants", "Grants active now, by kind", labels=["kind"])
+        for kind, value in sorted(counts.items()):
+            gauge.add_metric([kind], value)
+        yield gauge
+
+    def describe(self) -> Iterator[Metric]:
+        """Describe without querying (registration must not touch the database)."""
+        yield GaugeMetricFamily("accessbot_active_grants", "Grants active now, by kind", labels=["kind"])

@@ -7,6 +7,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from botocore.exceptions import NoRegionError
 from slack_bolt import App
@@ -15,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.aws.clients import AwsClients
-from bot.aws.granters import GroupGranter, KeyGranter, RoleGranter
+from bot.aws.granters import Granter, GroupGranter, KeyGranter, RoleGranter
 from bot.aws.identity import IdentityResolver
 from bot.background import Background
 from bot.catalog import Catalog, Kind, load_catalog
@@ -23,11 +24,12 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from bot.httpserver import HttpServer
 from bot.metrics import Metrics
+from bot.reconcile import Reconciler
 from bot.scheduler import ExpiryScheduler
 from bot.slack.app import build_app
 from bot.slack.notify import SlackDirectory, SlackNotifier
-from bot.store import schema
-from bot.store.db import is_sqlite, make_engine
+from bot.store import queries, schema
+from bot.store.db import is_sqlite, make_engine, session_scope
 from bot.web import WebApp
 from bot.workflow import Tuning, Workflow
 
@@ -70,23 +72,21 @@ class Runtime:
                 "AWS_REGION: not set (KMS needs a region; set AWS_REGION or AWS_DEFAULT_REGION)"
             ) from None
         metrics = Metrics()
+        metrics.watch_active_grants(lambda: active_grants(engine))
+        granters = build_granters(aws)
         client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=10)
         notifier = SlackNotifier(client, metrics)
         directory = SlackDirectory(client, metrics)
         workflow = Workflow(
             engine=engine,
             catalog=catalog,
-            granters={
-                Kind.IAM_GROUP: GroupGranter(aws.iam),
-                Kind.IAM_ROLE: RoleGranter(aws.iam),
-                Kind.KMS_KEY: KeyGranter(aws.kms),
-            },
+            granters=granters,
             identity=IdentityResolver(catalog.identity, aws.iam, directory.email_of),
             notifier=notifier,
             directory=directory,
             owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
             metrics=metrics,
-            tuning=tuning or Tuning(),
+            tuning=tuning or Tuning(lease=timedelta(seconds=settings.accessbot_lease_seconds)),
         )
         background = Background()
         bolt = build_app(
@@ -97,7 +97,15 @@ class Runtime:
             background=background,
         )
         runs_scheduler = settings.scheduler_enabled if scheduler is None else scheduler
-        expiry = ExpiryScheduler(workflow, sweep_seconds=settings.accessbot_sweep_seconds, metrics=metrics)
+        reconciler = Reconciler(engine=engine, catalog=catalog, granters=granters, iam=aws.iam, kms=aws.kms)
+        reconcile_seconds = settings.accessbot_reconcile_seconds
+        expiry = ExpiryScheduler(
+            workflow,
+            sweep_seconds=settings.accessbot_sweep_seconds,
+            metrics=metrics,
+            reconcile=lambda: reconciler.scheduled(notifier, interval=reconcile_seconds),
+            reconcile_seconds=reconcile_seconds,
+        )
         if runs_scheduler:
             workflow.on_due = expiry.nudge
         runtime = cls(
@@ -130,6 +138,22 @@ class Runtime:
         if self.scheduler is not None:
             self.scheduler.stop()
         self.workflow.engine.dispose()
+
+
+def build_granters(aws: AwsClients) -> dict[Kind, Granter]:
+    """One granter per kind of access, on the given clients."""
+    return {
+        Kind.IAM_GROUP: GroupGranter(aws.iam),
+        Kind.IAM_ROLE: RoleGranter(aws.iam),
+        Kind.KMS_KEY: KeyGranter(aws.kms),
+    }
+
+
+def active_grants(engine: Engine) -> dict[str, int]:
+    """Active grants per kind (every kind present, zero included), read when /metrics is scraped."""
+    with session_scope(engine) as session:
+        counts = queries.active_by_kind(session=session)
+    return {kind.value: counts.get(kind.value, 0) for kind in Kind}
 
 
 def prepare_schema(engine: Engine) -> None:

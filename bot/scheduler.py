@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -20,14 +21,25 @@ from bot.workflow import Workflow
 log = logging.getLogger(__name__)
 WAKE_JOB = "wake"
 SWEEP_JOB = "sweep"
+RECONCILE_JOB = "reconcile"
 
 
 class ExpiryScheduler:
     """Decides *when* to look; the workflow decides what is owed."""
 
-    def __init__(self, workflow: Workflow, *, sweep_seconds: float, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        workflow: Workflow,
+        *,
+        sweep_seconds: float,
+        metrics: Metrics,
+        reconcile: Callable[[], object] | None = None,
+        reconcile_seconds: float = 0,
+    ) -> None:
         self._workflow = workflow
         self._sweep_seconds = sweep_seconds
+        self._reconcile = reconcile
+        self._reconcile_seconds = reconcile_seconds
         self._metrics = metrics
         self._aps = BackgroundScheduler(
             timezone=UTC, job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
@@ -41,11 +53,18 @@ class ExpiryScheduler:
         """Start sweeping now (catching up on anything overdue) and every sweep interval after."""
         self._aps.start()
         self._aps.add_job(self.sweep, "interval", seconds=self._sweep_seconds, id=SWEEP_JOB, next_run_time=utcnow())
+        if self._reconcile is not None and self._reconcile_seconds > 0:
+            self._aps.add_job(self._reconciled, "interval", seconds=self._reconcile_seconds, id=RECONCILE_JOB)
+        log.info("expiry scheduler started (safety-net sweep every %gs)", self._sweep_seconds)
 
     def stop(self) -> None:
         """Stop, waiting for a sweep under way to finish."""
         if self._aps.running:
             self._aps.shutdown(wait=True)
+
+    def jobs(self) -> dict[str, datetime | None]:
+        """The APScheduler jobs and when each runs next: a fixed few, however many grants there are."""
+        return {job.id: job.next_run_time for job in self._aps.get_jobs()}
 
     def nudge(self, when: datetime) -> None:
         """Make sure the scheduler wakes no later than `when`."""
@@ -74,6 +93,13 @@ class ExpiryScheduler:
         finally:
             self._running.release()
         self._rearm()
+
+    def _reconciled(self) -> None:
+        assert self._reconcile is not None
+        try:
+            self._reconcile()
+        except Exception:
+            log.exception("reconcile failed; it runs again at its next interval")
 
     def _rearm(self) -> None:
         try:

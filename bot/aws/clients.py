@@ -8,7 +8,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+# "total_max_attempts" counts the first try; in a client Config "max_attempts" would count retries only (6 tries).
+RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 5}, connect_timeout=5, read_timeout=20)
 
 
 @dataclass(frozen=True)
@@ -17,9 +18,14 @@ class AwsClients:
 
     iam: Any
     kms: Any
+    sts: Any
 
     @classmethod
     def create(cls, session: boto3.session.Session | None = None) -> AwsClients:
         """Build the clients from boto3's usual configuration chain."""
         session = session or boto3.session.Session()
-        return cls(iam=session.client("iam", config=RETRIES), kms=session.client("kms", config=RETRIES))
+        return cls(
+            iam=session.client("iam", config=RETRIES),
+            kms=session.client("kms", config=RETRIES),
+            sts=session.client("sts", config=RETRIES),
+        )

@@ -8,12 +8,11 @@ from contextlib import contextmanager
 from botocore.exceptions import BotoCoreError, ClientError
 
 GONE_CODES = frozenset({"NoSuchEntity", "NotFoundException", "InvalidGrantIdException"})
-TRANSIENT_CODES = frozenset(
+THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled"}
+)
+TRANSIENT_CODES = THROTTLING_CODES | frozenset(
     {
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
         "ServiceUnavailable",
         "ServiceUnavailableException",
         "InternalFailure",
@@ -23,6 +22,16 @@ TRANSIENT_CODES = frozenset(
         "ServiceFailure",
     }
 )
+_DENIED = "the bot's own IAM permissions do not allow this"
+HINTS = {
+    "AccessDenied": _DENIED,
+    "AccessDeniedException": _DENIED,
+    "LimitExceeded": "an AWS limit was reached",
+    "NoSuchEntity": "it does not exist",
+    "NotFoundException": "it does not exist",
+    "DisabledException": "the KMS key is disabled",
+    "KMSInvalidStateException": "the KMS key is not in a state that allows this",
+}
 
 
 class AwsError(Exception):
@@ -45,15 +54,19 @@ def describe(exc: Exception, operation: str) -> AwsError:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))
-        detail = str(error.get("Message", "")).strip() or code
-        transient = code in TRANSIENT_CODES or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
-        hint = {
-            "AccessDenied": " (the bot's own IAM permissions do not allow this)",
-            "AccessDeniedException": " (the bot's own IAM permissions do not allow this)",
-            "LimitExceeded": " (an AWS limit was reached)",
-        }.get(code, "")
+        detail = str(error.get("Message", "")).strip().rstrip(".") or code
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        transient = code in TRANSIENT_CODES or status >= 500
+        hint = HINTS.get(code, "")
+        if code in THROTTLING_CODES:
+            hint = "AWS kept throttling the bot's requests, even after retries; try again in a few minutes"
+        elif transient:
+            hint = "AWS had a temporary problem that lasted through every retry; try again in a few minutes"
         return AwsError(
-            f"AWS refused {operation}: {code}: {detail}{hint}", operation=operation, code=code, transient=transient
+            f"AWS refused {operation}: {detail} ({code}{': ' + hint if hint else ''})",
+            operation=operation,
+            code=code,
+            transient=transient,
         )
     if isinstance(exc, BotoCoreError):
         return AwsError(

@@ -44,7 +44,7 @@ def register(app: App, workflow: Workflow, background: Background, notifier: Sla
                 break_glass=parsed.break_glass,
             )
             reply(ack, _filed(request))
-            background.submit(workflow.announce, request.id)
+            background.submit(workflow.announce, request.id, request.claimed_by)
         elif isinstance(parsed, commands.Mine):
             now = utcnow()
             rows = workflow.mine(user)
@@ -68,18 +68,19 @@ def register(app: App, workflow: Workflow, background: Background, notifier: Sla
 
     def _extend(ack: Ack, user: str, request_id: int, duration: str) -> None:
         request = workflow.request_extension(request_id=request_id, actor=user, duration=duration)
+        claim = request.claimed_by
         if request.extension_approved_at is not None:
             reply(ack, f"Extension of #{request_id} by {duration} is approved automatically; applying it now.")
         else:
             reply(ack, f"Extension of #{request_id} by {duration} is waiting for approval.")
-        background.submit(workflow.after_extension_request, request_id)
+        background.submit(workflow.after_extension_request, request_id, claim)
 
     @app.action(messages.ACTION_APPROVE)
     def on_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         request_id, round = commands.parse_vote_value(str(action.get("value", "")))
-        workflow.decide(request_id=request_id, actor=_user(body), approve=True, round=round)
+        request = workflow.decide(request_id=request_id, actor=_user(body), approve=True, round=round)
         ack()
-        background.submit(workflow.after_decision, request_id)
+        background.submit(workflow.after_decision, request_id, request.claimed_by)
 
     @app.action(messages.ACTION_DENY)
     def on_deny(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
@@ -96,7 +97,7 @@ def register(app: App, workflow: Workflow, background: Background, notifier: Sla
             raise UserError("Say why, so the requester knows what to change.", field="reason")
         workflow.decide(request_id=request_id, actor=_user(body), approve=False, comment=reason[:500], round=round)
         ack()
-        background.submit(workflow.after_decision, request_id)
+        background.submit(workflow.after_decision, request_id, None)
 
     @app.view(views.REQUEST_VIEW)
     def on_request_form(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
@@ -108,7 +109,7 @@ def register(app: App, workflow: Workflow, background: Background, notifier: Sla
             reason=given.get("reason", ""),
         )
         ack()
-        background.submit(workflow.announce, request.id)
+        background.submit(workflow.announce, request.id, request.claimed_by)
 
     @app.action(messages.ACTION_EXTEND)
     def on_extend_button(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
@@ -122,9 +123,9 @@ def register(app: App, workflow: Workflow, background: Background, notifier: Sla
     def on_extend_form(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         request_id = commands.parse_request_id(str(view.get("private_metadata", "")))
         duration = views.values(view).get("duration", "")
-        workflow.request_extension(request_id=request_id, actor=_user(body), duration=duration)
+        request = workflow.request_extension(request_id=request_id, actor=_user(body), duration=duration)
         ack()
-        background.submit(workflow.after_extension_request, request_id)
+        background.submit(workflow.after_extension_request, request_id, request.claimed_by)
 
     @app.action(messages.ACTION_REVOKE)
     def on_revoke_button(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:

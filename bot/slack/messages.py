@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,11 +18,12 @@ ACTION_REVOKE = "accessbot_revoke"
 ACTION_CANCEL = "accessbot_cancel"
 
 Blocks = list[dict[str, Any]]
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
 def mention(user: str) -> str:
-    """A Slack user mention."""
-    return f"<@{user}>"
+    """A Slack user mention; an actor that is no Slack user (`cli:alice`, the bot) as plain text."""
+    return f"<@{user}>" if SLACK_USER.match(user) else f"`{escape(user)}`"
 
 
 def when(moment: datetime | None) -> str:
@@ -156,8 +158,15 @@ def _because(reason: str | None) -> str:
     return f": {escape(reason)}" if reason else "."
 
 
-def requester_text(request: AccessRequest, event: str) -> str:
-    """The DM the requester gets at each step."""
+def requester_text(request: AccessRequest, event: str, note: str | None = None) -> str:
+    """The DM the requester gets at each step (an operator's note, such as a revoke reason, appended)."""
+    text = _requester_text(request, event)
+    if event == "ended" and request.status == Status.REVOKED and request.ended_by:
+        text = text.removesuffix(".") + f" by {mention(request.ended_by)}."
+    return f"{text} Reason: {escape(note)}" if note else text
+
+
+def _requester_text(request: AccessRequest, event: str) -> str:
     name = f"*{request.resource}* (request #{request.id})"
     texts = {
         "filed": f"Your request for {name} for {duration_of(request)} is waiting for approval.",
@@ -221,3 +230,36 @@ HELP = """*accessbot* gives you time-limited AWS access after an approval.
 • `/access catalog` — what you may request
 • `/access breakglass <resource> <duration> <reason…>` — emergency access without waiting (where allowed)
 Durations look like `90s`, `45m`, `2h`, `1d` or `1h30m`. Request IDs are shown as `#<id>`."""
+
+
+AUDIT_LINES = {
+    "active": ":key: {id} {who} now has {name} ({iam}) until {until}; approved by {approvers}. Reason: {reason}",
+    "expired": ":checkered_flag: {id} {name} for {who} expired; the access was removed.",
+    "revoked": ":no_entry: {id} {name} for {who} was revoked early by {ended_by}; the access was removed.",
+    "denied": ":x: {id} {who}'s request for {name} was denied by {approvers}{because}",
+    "failed": ":warning: {id} {name} for {who} was approved, but AWS refused the grant: {error}",
+    "break_glass": ":rotating_light: {id} BREAK-GLASS: {who} took {name} for {duration} without approval. "
+    "Reason: {reason}",
+    "alert": ":rotating_light: {id} alert about {name} for {who}: {note}",
+}
+
+
+def audit_line(request: AccessRequest, event: str, note: str | None = None) -> str:
+    """One line for the audit channel about a grant, end, denial, failure, break-glass or alert."""
+    line = AUDIT_LINES[event].format(
+        id=f"#{request.id}",
+        who=mention(request.requester_id),
+        name=f"*{request.resource}*",
+        iam=escape(request.iam_user),
+        until=when(request.expires_at),
+        approvers=_mentions(request.decided_by),
+        ended_by=mention(request.ended_by or request.requester_id),
+        because=_because(request.deny_reason),
+        error=escape(request.last_error or "unknown error"),
+        duration=duration_of(request),
+        reason=escape(request.reason),
+        note=escape(note or ""),
+    )
+    if note and event == "revoked":
+        line += f" Reason: {escape(note)}"
+    return line

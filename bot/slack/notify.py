@@ -29,6 +29,7 @@ class SlackNotifier:
         """Post the approval message to the resource's approval channel."""
         answer = self._call(
             "chat_postMessage",
+            about=request.id,
             channel=request.approval_channel,
             text=messages.approval_text(request, votes),
             blocks=messages.approval_blocks(request, votes),
@@ -43,24 +44,31 @@ class SlackNotifier:
             return
         self._call(
             "chat_update",
+            about=request.id,
             channel=request.approval_channel,
             ts=request.approval_ts,
             text=messages.approval_text(request, votes),
             blocks=messages.approval_blocks(request, votes),
         )
 
-    def tell_requester(self, request: AccessRequest, event: str) -> None:
+    def tell_requester(self, request: AccessRequest, event: str, note: str | None = None) -> None:
         """DM the requester (with buttons where the step has any)."""
         blocks = messages.requester_blocks(request, event)
-        text = messages.requester_text(request, event)
+        text = messages.requester_text(request, event, note)
         if blocks:
-            self._call("chat_postMessage", channel=request.requester_id, text=text, blocks=blocks)
+            self._call("chat_postMessage", about=request.id, channel=request.requester_id, text=text, blocks=blocks)
         else:
-            self.direct(request.requester_id, text)
+            self.direct(request.requester_id, text, request.id)
 
     def in_thread(self, request: AccessRequest, text: str) -> None:
         """Post under the approval message (reminders, notices)."""
-        self._call("chat_postMessage", channel=request.approval_channel, thread_ts=request.approval_ts, text=text)
+        self._call(
+            "chat_postMessage",
+            about=request.id,
+            channel=request.approval_channel,
+            thread_ts=request.approval_ts,
+            text=text,
+        )
 
     def publish_home(self, user: str, view: dict[str, Any]) -> None:
         """Show the App Home tab."""
@@ -74,14 +82,25 @@ class SlackNotifier:
         """Post an alert in the approval channel, in the request's thread when there is one."""
         self._call(
             "chat_postMessage",
+            about=request.id,
             channel=request.approval_channel,
             thread_ts=request.approval_ts,
             text=f":rotating_light: {text}",
         )
 
-    def direct(self, user: str, text: str) -> None:
+    def channel_alert(self, channel: str, text: str) -> None:
+        """Post an alert that concerns no single request (e.g. reconcile drift) in a channel."""
+        self._call("chat_postMessage", channel=channel, text=text)
+
+    def audit_post(self, channel: str, request: AccessRequest, event: str, note: str | None = None) -> None:
+        """Post one line to an audit channel."""
+        self._call(
+            "chat_postMessage", about=request.id, channel=channel, text=messages.audit_line(request, event, note)
+        )
+
+    def direct(self, user: str, text: str, about: int | None = None) -> None:
         """Send a direct message (chat.postMessage to the user ID opens the DM)."""
-        self._call("chat_postMessage", channel=user, text=text)
+        self._call("chat_postMessage", about=about, channel=user, text=text)
 
     def private(self, channel: str | None, user: str, text: str) -> None:
         """Show a message only to `user` (ephemeral in a channel, or a DM without one)."""
@@ -90,12 +109,14 @@ class SlackNotifier:
         else:
             self.direct(user, text)
 
-    def _call(self, method: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, *, about: int | None = None, **kwargs: Any) -> Any:
+        """Call the Web API; a failure is counted and logged (with the request it was `about`)."""
         try:
             return getattr(self._client, method)(**kwargs)
         except (SlackApiError, OSError) as exc:
             self._metrics.slack_failures.labels(method=method).inc()
-            log.warning("Slack %s failed: %s", method, _error_of(exc))
+            tags: dict[str, Any] = {"slack_method": method} | ({"request_id": about} if about is not None else {})
+            log.warning("Slack %s failed: %s", method, _error_of(exc), extra=tags)
             return None
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, or_, text, update
 from sqlmodel import Session, col, select
 
 from bot.domain.lifecycle import Status
+from bot.store import chain
 from bot.store.models import AccessRequest, AuditEvent, Vote
+
+_HEAD = "audit_chain_head"
 
 
 def lock_request(request_id: int, *, session: Session) -> AccessRequest | None:
@@ -41,7 +44,7 @@ def record_audit(
     at: datetime,
     **details: Any,
 ) -> AuditEvent:
-    """Append one audit event to the current transaction."""
+    """Append one audit event to the current transaction, chained to the event before it."""
     event = AuditEvent(
         request_id=request_id,
         actor=actor,
@@ -49,10 +52,31 @@ def record_audit(
         from_status=from_status.value if from_status else None,
         to_status=to_status.value if to_status else None,
         details=json.dumps(details, sort_keys=True, default=str),
-        created_at=at,
+        created_at=at.astimezone(UTC),
     )
+    event.prev_hash = _chain_head(session)
+    event.hash = chain.event_hash(event.model_dump(), event.prev_hash)
     session.add(event)
+    # Flush now so that IDs follow chain order even when one transaction appends several events.
+    session.flush()
+    session.info[_HEAD] = (session.get_transaction(), event.hash)
     return event
+
+
+def _chain_head(session: Session) -> str:
+    """The hash the next event must link to; the first call in a transaction takes the append lock.
+
+    On PostgreSQL the advisory lock (held until commit) makes concurrent writers, in this process or
+    another replica, append one after the other, each reading the head only once it holds the lock.
+    SQLite needs no lock: every transaction there begins IMMEDIATE, so writers are already serialised.
+    """
+    held = session.info.get(_HEAD)
+    if held is not None and held[0] is session.get_transaction():
+        return str(held[1])
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": chain.APPEND_LOCK_ID})
+    last = session.exec(select(AuditEvent.hash).order_by(col(AuditEvent.id).desc()).limit(1)).first()
+    return last or chain.GENESIS
 
 
 def other_holders(request: AccessRequest, *, session: Session) -> int:
@@ -95,6 +119,21 @@ def claim_due(*, session: Session, now: datetime, owner: str, lease: timedelta, 
     return ids
 
 
+def renew_claim(request_id: int, *, session: Session, owner: str, now: datetime, lease: timedelta) -> bool:
+    """Extend `owner`'s claim on a row it is about to work on; False when the row is no longer its to work on.
+
+    A claimed row can wait in a batch past its lease; another replica may have taken it over meanwhile
+    (or finished and released it). The update is conditional and takes the row lock, so exactly one
+    replica goes on with the row.
+    """
+    result = session.execute(
+        update(AccessRequest)
+        .where(col(AccessRequest.id) == request_id, col(AccessRequest.claimed_by) == owner)
+        .values(claimed_until=now + lease)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
 def next_due_at(*, session: Session, now: datetime) -> datetime | None:
     """The earliest moment any row needs attention; a leased row not before its lease ends."""
     free = session.exec(
@@ -102,9 +141,12 @@ def next_due_at(*, session: Session, now: datetime) -> datetime | None:
             or_(col(AccessRequest.claimed_until).is_(None), col(AccessRequest.claimed_until) < now)
         )
     ).one()
+    # A row is only ever claimed once due, so a leased row's next_due_at is in the past: bounding it keeps
+    # this an index range scan over the due rows instead of a scan of every active grant (the minute
+    # allows for clock skew between replicas).
     leased = session.exec(
         select(func.min(AccessRequest.claimed_until)).where(
-            col(AccessRequest.next_due_at).is_not(None), col(AccessRequest.claimed_until) >= now
+            col(AccessRequest.next_due_at) <= now + timedelta(minutes=1), col(AccessRequest.claimed_until) >= now
         )
     ).one()
     found = [moment for moment in (free, leased) if moment is not None]
@@ -174,3 +216,152 @@ def open_count(requester_id: str, *, session: Session) -> int:
         )
     )
     return int(session.exec(stmt).one())
+
+
+# -- reconciliation ------------------------------------------------------------------------------
+
+
+def holding(*, session: Session) -> Sequence[AccessRequest]:
+    """Requests for which the bot may hold access in AWS now: active, or approved with the grant under way."""
+    stmt = select(AccessRequest).where(
+        or_(
+            col(AccessRequest.status) == Status.ACTIVE.value,
+            (col(AccessRequest.status) == Status.APPROVED.value) & col(AccessRequest.grant_started_at).is_not(None),
+        )
+    )
+    return session.exec(stmt.order_by(col(AccessRequest.id))).all()
+
+
+def bot_group_pairs(*, session: Session) -> dict[tuple[str, str], int]:
+    """(IAM user, group) pairs whose membership the bot itself added last, with the request that added it.
+
+    A pair counts when some request started granting it, and no later request for it was refused before
+    granting (the bot refuses when the user is already a member by other means: that membership is not its own).
+    """
+    kind = col(AccessRequest.kind) == "iam_group"
+    started = session.exec(
+        select(AccessRequest.iam_user, AccessRequest.target, func.max(AccessRequest.id))
+        .where(kind, col(AccessRequest.grant_started_at).is_not(None))
+        .group_by(col(AccessRequest.iam_user), col(AccessRequest.target))
+    ).all()
+    refused = session.exec(
+        select(AccessRequest.iam_user, AccessRequest.target, func.max(AccessRequest.id))
+        .where(kind, col(AccessRequest.grant_started_at).is_(None), col(AccessRequest.status) == Status.FAILED.value)
+        .group_by(col(AccessRequest.iam_user), col(AccessRequest.target))
+    ).all()
+    last_refused = {(user, group): int(last or 0) for user, group, last in refused}
+    return {
+        (user, group): int(last)
+        for user, group, last in started
+        if last is not None and last > last_refused.get((user, group), 0)
+    }
+
+
+def holders_of(kind: str, iam_user: str, target: str, *, session: Session) -> int:
+    """How many requests may hold this user's access to this target now (see `holding`)."""
+    stmt = (
+        select(func.count())
+        .select_from(AccessRequest)
+        .where(
+            col(AccessRequest.kind) == kind,
+            col(AccessRequest.iam_user) == iam_user,
+            col(AccessRequest.target) == target,
+            or_(
+                col(AccessRequest.status) == Status.ACTIVE.value,
+                (col(AccessRequest.status) == Status.APPROVED.value)
+                & col(AccessRequest.grant_started_at).is_not(None),
+            ),
+        )
+    )
+    return int(session.exec(stmt).one())
+
+
+def granted_targets(kind: str, *, session: Session) -> set[str]:
+    """Every target of that kind the bot ever started granting."""
+    stmt = (
+        select(AccessRequest.target)
+        .where(col(AccessRequest.kind) == kind, col(AccessRequest.grant_started_at).is_not(None))
+        .distinct()
+    )
+    return set(session.exec(stmt).all())
+
+
+def last_audit_at(action: str, *, session: Session) -> datetime | None:
+    """When the newest audit event with this action was written."""
+    stmt = (
+        select(AuditEvent.created_at)
+        .where(col(AuditEvent.action) == action)
+        .order_by(col(AuditEvent.created_at).desc())
+        .limit(1)
+    )
+    return session.exec(stmt).first()
+
+
+def active_by_kind(*, session: Session) -> dict[str, int]:
+    """How many grants are active now, per kind."""
+    stmt = (
+        select(AccessRequest.kind, func.count())
+        .where(AccessRequest.status == Status.ACTIVE.value)
+        .group_by(col(AccessRequest.kind))
+    )
+    return {str(kind): int(count) for kind, count in session.exec(stmt).all()}
+
+
+def find_requests(
+    *,
+    session: Session,
+    status: str | None = None,
+    requester: str | None = None,
+    resource: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    granted: bool = False,
+    limit: int = 500,
+) -> Sequence[AccessRequest]:
+    """Requests matching every filter given, newest first.
+
+    since/until select requests whose life (filing to end; with `granted`, activation to end)
+    overlaps [since, until); a request that has not ended overlaps everything after its start.
+    """
+    stmt = select(AccessRequest)
+    if status:
+        stmt = stmt.where(AccessRequest.status == status)
+    if requester:
+        stmt = stmt.where(AccessRequest.requester_id == requester)
+    if resource:
+        stmt = stmt.where(AccessRequest.resource == resource)
+    start = col(AccessRequest.activated_at) if granted else col(AccessRequest.created_at)
+    if granted:
+        stmt = stmt.where(start.is_not(None))
+    if until is not None:
+        stmt = stmt.where(start < until)
+    if since is not None:
+        still_open = [Status.PENDING.value, Status.APPROVED.value, Status.ACTIVE.value]
+        end = func.coalesce(AccessRequest.ended_at, AccessRequest.updated_at)
+        stmt = stmt.where(or_(col(AccessRequest.status).in_(still_open), end >= since))
+    return session.exec(stmt.order_by(col(AccessRequest.id).desc()).limit(limit)).all()
+
+
+def audit_events(
+    *, session: Session, after_id: int = 0, since: datetime | None = None, until: datetime | None = None, limit: int
+) -> Sequence[AuditEvent]:
+    """Up to `limit` audit events with ID above `after_id` (and in [since, until)), in chain order."""
+    stmt = select(AuditEvent).where(col(AuditEvent.id) > after_id)
+    if since is not None:
+        stmt = stmt.where(col(AuditEvent.created_at) >= since)
+    if until is not None:
+        stmt = stmt.where(col(AuditEvent.created_at) < until)
+    return session.exec(stmt.order_by(col(AuditEvent.id)).limit(limit)).all()
+
+
+def revoke_reason(request_id: int, *, session: Session) -> str | None:
+    """The reason given when the request's early revoke was asked for, if any."""
+    stmt = (
+        select(AuditEvent.details)
+        .where(AuditEvent.request_id == request_id, AuditEvent.action == "revoke_requested")
+        .order_by(col(AuditEvent.id).desc())
+        .limit(1)
+    )
+    details = session.exec(stmt).first()
+    reason = json.loads(details).get("reason") if details else None
+    return str(reason) if reason else None

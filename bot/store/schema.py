@@ -11,12 +11,17 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 import bot
+from bot.errors import ConfigError
 
 
 def migrations_dir() -> Path:
-    """The Alembic script directory (next to the package in a checkout, else in the working dir)."""
-    beside = Path(bot.__file__).resolve().parent.parent / "migrations"
-    return beside if beside.is_dir() else Path.cwd() / "migrations"
+    """The Alembic script directory: next to the package in a checkout, else in the working directory."""
+    for candidate in (Path(bot.__file__).resolve().parent.parent / "migrations", Path.cwd() / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise ConfigError(
+        "DATABASE_URL: cannot find the migrations/ directory (run from the repository or the image's /app)"
+    )
 
 
 def alembic_config(database_url: str) -> Config:

@@ -16,7 +16,7 @@ from bot.aws.granters import Granter, GrantSpec
 from bot.aws.identity import IdentityResolver
 from bot.catalog import Catalog, KeyResource, Kind
 from bot.clock import utcnow
-from bot.domain.lifecycle import Status, transition
+from bot.domain.lifecycle import FINAL, Status, transition
 from bot.domain.schedule import Timeline, next_due
 from bot.errors import UserError
 from bot.metrics import Metrics
@@ -27,6 +27,8 @@ from bot.store.models import AccessRequest, Vote
 log = logging.getLogger("bot.workflow")
 
 SYSTEM = "accessbot"
+# Actors who act through the operator CLI, not Slack: `cli:<login>`.
+OPERATOR_PREFIX = "cli:"
 
 
 class Notifier(Protocol):
@@ -40,8 +42,8 @@ class Notifier(Protocol):
         """Update the approval message in place."""
         ...
 
-    def tell_requester(self, request: AccessRequest, event: str) -> None:
-        """DM the requester about a step in their request's life."""
+    def tell_requester(self, request: AccessRequest, event: str, note: str | None = None) -> None:
+        """DM the requester about a step in their request's life (with an operator's note, if any)."""
         ...
 
     def in_thread(self, request: AccessRequest, text: str) -> None:
@@ -50,6 +52,10 @@ class Notifier(Protocol):
 
     def alert(self, request: AccessRequest, text: str) -> None:
         """Raise an alert about a request in its approval channel."""
+        ...
+
+    def audit_post(self, channel: str, request: AccessRequest, event: str, note: str | None = None) -> None:
+        """Post one line about a grant, end, denial, break-glass or alert to an audit channel."""
         ...
 
 
@@ -67,8 +73,29 @@ class Tuning:
 
     lease: timedelta = timedelta(seconds=60)
     retry_base: timedelta = timedelta(seconds=5)
-    batch: int = 100
+    batch: int = 20
+    sweep_threads: int = 4
     alert_after: int = 3
+
+
+def grant_spec(request: AccessRequest, catalog: Catalog, now: datetime) -> GrantSpec:
+    """What a granter needs to apply or remove a request's access (`now` stands in for a missing expiry)."""
+    item = catalog.resource(request.resource)
+    assert request.id is not None
+    return GrantSpec(
+        request_id=request.id,
+        iam_user=request.iam_user,
+        iam_user_arn=request.iam_user_arn,
+        target=request.target,
+        expires_at=request.expires_at or now,
+        require_mfa=bool(item and item.require_mfa),
+        operations=item.operations if isinstance(item, KeyResource) else (),
+    )
+
+
+def access_lock_key(kind: str, iam_user: str, target: str) -> str:
+    """The name of the lock that serialises every change to one user's access to one target."""
+    return f"{kind}:{iam_user}:{target}"
 
 
 class Base:
@@ -108,6 +135,16 @@ class Base:
         request.status = transition(current, target).value
         request.updated_at = now
         self._metrics.transitions.labels(kind=request.kind, status=target.value).inc()
+        if target in FINAL:
+            self._metrics.requests.labels(kind=request.kind, status=target.value).inc()
+        log.info(
+            "request #%s: %s -> %s by %s",
+            request.id,
+            current.value,
+            target.value,
+            actor,
+            extra={"request_id": request.id, "kind": request.kind, "resource": request.resource, "actor": actor},
+        )
         queries.record_audit(
             session=session,
             actor=actor,
@@ -157,23 +194,13 @@ class Base:
         return self._directory.expand(self.catalog.approvers_of(request.resource, escalated=late))
 
     def _spec(self, request: AccessRequest) -> GrantSpec:
-        item = self.catalog.resource(request.resource)
-        assert request.id is not None
-        return GrantSpec(
-            request_id=request.id,
-            iam_user=request.iam_user,
-            iam_user_arn=request.iam_user_arn,
-            target=request.target,
-            expires_at=request.expires_at or self._clock(),
-            require_mfa=bool(item and item.require_mfa),
-            operations=item.operations if isinstance(item, KeyResource) else (),
-        )
+        return grant_spec(request, self.catalog, self._clock())
 
     def _exclusive(self, request: AccessRequest, granter: Granter) -> AbstractContextManager[None]:
         """Serialise grants and revokes of one shared piece of AWS state (a user's group membership)."""
         if not granter.shared:
             return nullcontext()
-        return hold_lock(self.engine, f"{request.kind}:{request.iam_user}:{request.target}")
+        return hold_lock(self.engine, access_lock_key(request.kind, request.iam_user, request.target))
 
     def _load(self, request_id: int) -> AccessRequest:
         with session_scope(self.engine) as session:
@@ -191,6 +218,13 @@ class Base:
     def _votes(self, request: AccessRequest, session: Session) -> list[Vote]:
         assert request.id is not None
         return [v for v in queries.votes_for(request.id, session=session) if v.round == request.extension_round]
+
+    def _to_audit_channel(self, request: AccessRequest, event: str, note: str | None = None) -> None:
+        """Post to the resource's audit channel, if it has one; call only after the transaction committed."""
+        item = self.catalog.resource(request.resource)
+        channel = item.audit_channel if item is not None else self.catalog.defaults.audit_channel
+        if channel:
+            self._notifier.audit_post(channel, request, event, note)
 
     def _notify_due(self, row: AccessRequest) -> None:
         if row.next_due_at is not None:

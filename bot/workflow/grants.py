@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from bot.aws.errors import AwsError
 from bot.aws.granters import Granter, GrantSpec
@@ -16,16 +17,21 @@ from bot.errors import UserError
 from bot.store import queries
 from bot.store.db import session_scope
 from bot.store.models import AccessRequest
-from bot.workflow.base import SYSTEM, Base, log
+from bot.workflow.base import OPERATOR_PREFIX, SYSTEM, Base, log
 
 
 class GrantFlows(Base):
     """Use cases that change what AWS grants."""
 
-    def activate(self, request_id: int) -> None:
-        """Apply an approved request's grant in AWS, then mark it active (or failed)."""
+    def activate(self, request_id: int, claim: str | None = None) -> None:
+        """Apply an approved request's grant in AWS, then mark it active (or failed).
+
+        Only the holder of the row's claim acts: the vote that reached the quorum (its `claim` token), or
+        this process's sweep (claim None means the owner's batch claim). Every other caller returns, so
+        two votes finishing at once, or a slow thread and the sweep, never apply a grant twice.
+        """
         request = self._load(request_id)
-        if request.status != Status.APPROVED:
+        if request.status != Status.APPROVED or request.claimed_by != (claim or self.owner):
             return
         granter = self._granters[Kind(request.kind)]
         spec = self._spec(request)
@@ -47,26 +53,32 @@ class GrantFlows(Base):
         now = self._clock()
         with session_scope(self.engine) as session:
             row = self._locked(request_id, session)
+            if row.status != Status.APPROVED:
+                return  # another replica finished this activation first (after our lease ran out)
             self._move(session, row, Status.ACTIVE, SYSTEM, now, expires_at=row.expires_at, grant_ref=grant_ref)
             row.grant_ref, row.activated_at = grant_ref, now
             self._reschedule(row)
             votes = self._votes(row, session)
         self._notifier.tell_requester(row, "active")
+        self._to_audit_channel(row, "active")
         if row.break_glass:
             self._notifier.request_changed(row, votes)
         self._notify_due(row)
 
-    def apply_extension(self, request_id: int) -> None:
+    def apply_extension(self, request_id: int, claim: str | None = None) -> None:
         """Move an approved extension's expiry into AWS (the role policy's time condition) and the row."""
         request = self._load(request_id)
         if request.status != Status.ACTIVE or request.extension_seconds is None or request.expires_at is None:
             return
+        if request.claimed_by != (claim or self.owner):
+            return  # see activate: only the claim holder applies it
         new_expiry = request.expires_at + timedelta(seconds=request.extension_seconds)
         granter = self._granters[Kind(request.kind)]
         if request.revoke_started_at is None and Kind(request.kind) is Kind.IAM_ROLE:
             try:
                 granter.grant(replace(self._spec(request), expires_at=new_expiry))
             except AwsError as exc:
+                self._metrics.aws_failures.labels(operation=exc.operation).inc()
                 self._drop_extension(request_id, f"AWS refused to move the expiry: {exc}")
                 return
         with session_scope(self.engine) as session:
@@ -94,8 +106,10 @@ class GrantFlows(Base):
         self._notifier.tell_requester(row, "extended")
         self._notify_due(row)
 
-    def revoke_early(self, *, request_id: int, actor: str) -> AccessRequest:
-        """Mark an active grant to end now (requester or approver); `end` removes it from AWS."""
+    def revoke_early(
+        self, *, request_id: int, actor: str, reason: str | None = None, operator: bool = False
+    ) -> AccessRequest:
+        """Mark an active grant to end now (requester, approver, or an `operator`); `end` removes it from AWS."""
         now = self._clock()
         with session_scope(self.engine) as session:
             request = self._locked(request_id, session)
@@ -104,6 +118,7 @@ class GrantFlows(Base):
                 requester=request.requester_id,
                 approvers=self._approvers(request),
                 status=Status(request.status),
+                operator=operator,
             )
             if not decision.allowed:
                 if decision.reason is policy.Reason.NOT_AN_APPROVER:
@@ -115,8 +130,9 @@ class GrantFlows(Base):
                 )
             if request.end_status is None:
                 request.end_status, request.ended_by = Status.REVOKED.value, actor
+                given: dict[str, Any] = {"reason": reason} if reason else {}
                 queries.record_audit(
-                    session=session, actor=actor, action="revoke_requested", request_id=request_id, at=now
+                    session=session, actor=actor, action="revoke_requested", request_id=request_id, at=now, **given
                 )
             request.next_due_at = now
             request.claimed_by, request.claimed_until = self.owner, now + self._tuning.lease
@@ -132,6 +148,8 @@ class GrantFlows(Base):
         if request.revoke_started_at is None:
             with session_scope(self.engine) as session:
                 row = self._locked(request_id, session)
+                if row.status != Status.ACTIVE:
+                    return
                 row.revoke_started_at, row.end_status = now, end_status.value
             request = row
         granter = self._granters[Kind(request.kind)]
@@ -142,18 +160,25 @@ class GrantFlows(Base):
         except AwsError as exc:
             self._revoke_failed(request_id, exc)
             return
+        now = self._clock()  # ended when AWS accepted the revoke, not when it was asked
         with session_scope(self.engine) as session:
             row = self._locked(request_id, session)
+            if row.status != Status.ACTIVE:
+                return  # another replica ended it first (after our lease ran out): one transition, one audit
             self._move(session, row, end_status, row.ended_by or SYSTEM, now, attempts=row.attempts)
             row.ended_at = now
             self._reschedule(row)
             votes = self._votes(row, session)
+            reason = queries.revoke_reason(request_id, session=session) if end_status is Status.REVOKED else None
         if end_status is Status.EXPIRED and row.expires_at is not None:
             self._metrics.revoke_lag.observe(max(0.0, (self._clock() - row.expires_at).total_seconds()))
-        self._notifier.tell_requester(row, "ended")
+        self._notifier.tell_requester(row, "ended", reason)
+        self._to_audit_channel(row, end_status.value, reason)
         if end_status is Status.REVOKED:
             self._notifier.request_changed(row, votes)
-            self._notifier.in_thread(row, f"Request #{request_id} was revoked early by <@{row.ended_by}>.")
+            by = row.ended_by or SYSTEM
+            who = f"`{by}`" if by.startswith(OPERATOR_PREFIX) else f"<@{by}>"
+            self._notifier.in_thread(row, f"Request #{request_id} was revoked early by {who}.")
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -192,8 +217,9 @@ class GrantFlows(Base):
         try:
             if not self._shared_elsewhere(request, granter):
                 granter.revoke(spec, None)
-        except AwsError:
-            log.warning("undo after a failed grant failed too", extra={"request_id": request.id})
+        except AwsError as exc:
+            self._metrics.aws_failures.labels(operation=exc.operation).inc()
+            log.warning("undo after a failed grant failed too: %s", exc, extra={"request_id": request.id})
 
     def _shared_elsewhere(self, request: AccessRequest, granter: Granter) -> bool:
         if not granter.shared:
@@ -213,6 +239,7 @@ class GrantFlows(Base):
         log.warning("grant failed: %s", error, extra={"request_id": request_id})
         self._notifier.request_changed(row, votes)
         self._notifier.tell_requester(row, "failed")
+        self._to_audit_channel(row, "failed")
 
     def _drop_extension(self, request_id: int, why: str) -> None:
         with session_scope(self.engine) as session:
@@ -249,7 +276,9 @@ class GrantFlows(Base):
                 )
         if alert:
             log.error("revoke keeps failing (%d attempts): %s", row.attempts, error, extra={"request_id": request_id})
-            self._notifier.alert(row, f"Revoking #{request_id} failed {row.attempts} times: {error}")
+            text = f"Revoking #{request_id} failed {row.attempts} times: {error}"
+            self._notifier.alert(row, text)
+            self._to_audit_channel(row, "alert", text)
         else:
             log.warning("revoke failed, will retry: %s", error, extra={"request_id": request_id})
         self._notify_due(row)

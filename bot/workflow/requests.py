@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 
 from sqlmodel import Session
@@ -94,7 +95,7 @@ class RequestFlows(GrantFlows):
         self._notify_due(request)
         return request
 
-    def announce(self, request_id: int) -> None:
+    def announce(self, request_id: int, claim: str | None = None) -> None:
         """Post the approval message, tell the requester, and grant at once when no vote is needed."""
         request = self._load(request_id)
         where = self._notifier.request_filed(request, [])
@@ -102,10 +103,16 @@ class RequestFlows(GrantFlows):
             with session_scope(self.engine) as session:
                 row = self._locked(request_id, session)
                 row.approval_channel, row.approval_ts = where
+                votes = self._votes(row, session)
+            if row.status != request.status or votes:
+                # A vote landed before the message existed: bring the message up to date now.
+                self._notifier.request_changed(row, votes)
             request.approval_channel, request.approval_ts = where
         if request.status == Status.APPROVED:
             self._notifier.tell_requester(request, "approved")
-            self.activate(request_id)
+            if request.break_glass:
+                self._to_audit_channel(request, "break_glass")
+            self.activate(request_id, claim)
         else:
             self._notifier.tell_requester(request, "filed")
 
@@ -116,21 +123,9 @@ class RequestFlows(GrantFlows):
         now = self._clock()
         with session_scope(self.engine) as session:
             request = self._locked(request_id, session)
-            if round is not None and round != request.extension_round:
-                raise UserError(f"That vote is about an earlier decision on request #{request_id}; it is closed.")
-            extending = request.extension_seconds is not None and request.status == Status.ACTIVE
-            item = self.catalog.resource(request.resource)
             votes = self._votes(request, session)
-            decision = policy.may_decide(
-                actor=actor,
-                requester=request.requester_id,
-                approvers=self._approvers(request),
-                allow_self_approval=bool(item and item.allow_self_approval),
-                status=Status.PENDING if extending else Status(request.status),
-                voted={v.approver_id for v in votes},
-            )
-            if not decision.allowed:
-                raise UserError(_refusal(decision, request))
+            self._ensure_may_vote(request, votes, actor, round)
+            extending = _extending(request)
             vote = Vote(
                 request_id=request_id,
                 round=request.extension_round,
@@ -166,21 +161,23 @@ class RequestFlows(GrantFlows):
         with session_scope(self.engine) as session:
             request = self._locked(request_id, session)
             votes = self._votes(request, session)
+        self._ensure_may_vote(request, votes, actor, round)
+        return request
+
+    def _ensure_may_vote(self, request: AccessRequest, votes: list[Vote], actor: str, round: int | None) -> None:
         if round is not None and round != request.extension_round:
-            raise UserError(f"That vote is about an earlier decision on request #{request_id}; it is closed.")
+            raise UserError(f"That vote is about an earlier decision on request #{request.id}; it is closed.")
         item = self.catalog.resource(request.resource)
-        extending = request.extension_seconds is not None and request.status == Status.ACTIVE
         decision = policy.may_decide(
             actor=actor,
             requester=request.requester_id,
             approvers=self._approvers(request),
             allow_self_approval=bool(item and item.allow_self_approval),
-            status=Status.PENDING if extending else Status(request.status),
+            status=Status.PENDING if _extending(request) else Status(request.status),
             voted={v.approver_id for v in votes},
         )
         if not decision.allowed:
             raise UserError(_refusal(decision, request))
-        return request
 
     def mine_one(self, *, request_id: int, actor: str) -> AccessRequest:
         """The actor's own request, or a UserError."""
@@ -189,7 +186,7 @@ class RequestFlows(GrantFlows):
             raise UserError(f"Request #{request_id} is not yours.")
         return request
 
-    def after_decision(self, request_id: int) -> None:
+    def after_decision(self, request_id: int, claim: str | None = None) -> None:
         """Update the approval message, tell the requester, grant or extend (off the request thread)."""
         with session_scope(self.engine) as session:
             request = self._locked(request_id, session)
@@ -197,11 +194,12 @@ class RequestFlows(GrantFlows):
         self._notifier.request_changed(request, votes)
         if request.status == Status.DENIED:
             self._notifier.tell_requester(request, "denied")
+            self._to_audit_channel(request, "denied")
         elif request.status == Status.APPROVED:
             self._notifier.tell_requester(request, "approved")
-            self.activate(request_id)
+            self.activate(request_id, claim)
         elif request.status == Status.ACTIVE and request.extension_approved_at is not None:
-            self.apply_extension(request_id)
+            self.apply_extension(request_id, claim)
         elif request.status == Status.ACTIVE and any(not v.approve for v in votes):
             self._notifier.tell_requester(request, "extension_denied")
 
@@ -255,11 +253,11 @@ class RequestFlows(GrantFlows):
                 self._decide_extension(session, request, SYSTEM, True, [SYSTEM], "auto_approve", now)
         return request
 
-    def after_extension_request(self, request_id: int) -> None:
+    def after_extension_request(self, request_id: int, claim: str | None = None) -> None:
         """Apply an auto-approved extension, or post it for approval (off the request thread)."""
         request = self._load(request_id)
         if request.extension_approved_at is not None:
-            self.apply_extension(request_id)
+            self.apply_extension(request_id, claim)
             return
         where = self._notifier.request_filed(request, [])
         if where is not None:
@@ -307,7 +305,8 @@ class RequestFlows(GrantFlows):
     def _claim_now(self, request: AccessRequest, now: datetime) -> None:
         """Work is owed from now on; this process holds the claim and does it next (or the sweep, after a crash)."""
         request.next_due_at = now
-        request.claimed_by, request.claimed_until = self.owner, now + self._tuning.lease
+        # A token of its own, so that only this decision's follow-up (or, after a crash, the sweep) acts on it.
+        request.claimed_by, request.claimed_until = f"{self.owner}#{secrets.token_hex(4)}", now + self._tuning.lease
 
     def _decide_extension(
         self,
@@ -388,6 +387,15 @@ class RequestFlows(GrantFlows):
                 field=field,
             )
         return wanted
+
+
+def _extending(request: AccessRequest) -> bool:
+    """Whether the open decision is about an extension of an active grant."""
+    return (
+        request.extension_seconds is not None
+        and request.extension_approved_at is None
+        and request.status == Status.ACTIVE
+    )
 
 
 def _refusal(decision: policy.Decision, request: AccessRequest, verb: str = "decide") -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from bot.domain.lifecycle import Status
 from bot.domain.schedule import active_action, pending_action
+from bot.logs import about_request
 from bot.store import queries
 from bot.store.db import session_scope
+from bot.store.models import AccessRequest
 from bot.workflow.base import SYSTEM, log
 from bot.workflow.requests import RequestFlows
 
@@ -24,8 +27,15 @@ class Workflow(RequestFlows):
                 ids = queries.claim_due(
                     session=session, now=now, owner=self.owner, lease=self._tuning.lease, limit=self._tuning.batch
                 )
-            for request_id in ids:
-                self.process(request_id)
+            threads = min(self._tuning.sweep_threads, len(ids))
+            if threads > 1:
+                # Each row waits mostly on AWS and the database, so a few threads multiply the throughput;
+                # rows sharing one group membership still serialise on its lock.
+                with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sweep") as pool:
+                    list(pool.map(self.process, ids))
+            else:
+                for request_id in ids:
+                    self.process(request_id)
             handled += len(ids)
             if len(ids) < self._tuning.batch:
                 return handled
@@ -36,9 +46,15 @@ class Workflow(RequestFlows):
             return queries.next_due_at(session=session, now=self._clock())
 
     def process(self, request_id: int) -> None:
-        """Do whatever one claimed row is owed now."""
+        """Do whatever one claimed row is owed now, if the claim is still this process's."""
+        with about_request(request_id):
+            self._process(request_id)
+
+    def _process(self, request_id: int) -> None:
         try:
-            request = self._load(request_id)
+            request = self._take(request_id)
+            if request is None:
+                return
             status = Status(request.status)
             now = self._clock()
             line = self._timeline(request)
@@ -59,6 +75,17 @@ class Workflow(RequestFlows):
         except Exception:
             # The scheduler's error boundary: the claim's lease runs out and the row is tried again.
             log.exception("processing request failed", extra={"request_id": request_id})
+
+    def _take(self, request_id: int) -> AccessRequest | None:
+        """Renew the lease and load the row just before the work; None when another replica took it over."""
+        with session_scope(self.engine) as session:
+            mine = queries.renew_claim(
+                request_id, session=session, owner=self.owner, now=self._clock(), lease=self._tuning.lease
+            )
+            row = queries.get_request(request_id, session=session) if mine else None
+        if row is None:
+            log.info("request was taken over by another replica; skipping it", extra={"request_id": request_id})
+        return row
 
     def _time_out(self, request_id: int) -> None:
         now = self._clock()

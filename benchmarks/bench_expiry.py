@@ -1,0 +1,137 @@
+"""Expiry at scale, one bot process: revoke lag for 1,000 grants due within a minute, and restart catch-up."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from benchmarks.harness import DATABASE_URL, Servers, fresh_database, percentile, start_bot
+from bot.aws.granters import Granter, GrantSpec
+from bot.catalog import Kind
+from bot.clock import utcnow
+from bot.runtime import Runtime
+from bot.store.db import make_engine, session_scope
+from bot.store.models import AccessRequest
+from bot.workflow import Tuning
+from tests.support.grants import Planned, create_users, grant_directly
+
+GRANTS = 1000
+KINDS = (Kind.IAM_GROUP, Kind.IAM_ROLE, Kind.KMS_KEY)
+
+
+class TimedGranter:
+    """A granter that notes the moment AWS accepted each revoke (the end of its last call)."""
+
+    def __init__(self, inner: Granter, done: dict[int, datetime], lock: threading.Lock) -> None:
+        self.shared = inner.shared
+        self._inner = inner
+        self._done = done
+        self._lock = lock
+
+    def holds(self, spec: GrantSpec) -> bool:
+        return self._inner.holds(spec)
+
+    def grant(self, spec: GrantSpec) -> str | None:
+        return self._inner.grant(spec)
+
+    def revoke(self, spec: GrantSpec, grant_ref: str | None) -> None:
+        self._inner.revoke(spec, grant_ref)
+        with self._lock:
+            self._done[spec.request_id] = utcnow()
+
+
+def timed(runtime: Runtime, done: dict[int, datetime]) -> None:
+    """Instrument the bot's granters (before it starts) to fill `done` with request ID -> revoke accepted."""
+    lock = threading.Lock()
+    workflow: Any = runtime.workflow
+    workflow._granters = {kind: TimedGranter(g, done, lock) for kind, g in workflow._granters.items()}
+
+
+def put_grants(count: int, expiry: Callable[[int], datetime], kinds: Sequence[Kind] = KINDS) -> list[int]:
+    """`count` active grants with real AWS access behind them, one IAM user each, kinds in turn."""
+    iam, kms = boto3.client("iam"), boto3.client("kms")
+    names = [f"load{i:05d}" for i in range(count)]
+    arns = create_users(iam, names)
+    plans = [Planned(kinds[i % len(kinds)], name, arns[name]) for i, name in enumerate(names)]
+    engine = make_engine(DATABASE_URL)
+    try:
+        return grant_directly(engine, iam, kms, plans, expiry)
+    finally:
+        engine.dispose()
+
+
+def active_left(runtime: Runtime, ids: list[int]) -> int:
+    with session_scope(runtime.workflow.engine) as session:
+        stmt = select(func.count()).where(col(AccessRequest.id).in_(ids), AccessRequest.status == "active")
+        return int(session.exec(stmt).one())
+
+
+def expiries(runtime: Runtime, ids: list[int]) -> dict[int, datetime]:
+    with session_scope(runtime.workflow.engine) as session:
+        rows = session.exec(select(AccessRequest.id, AccessRequest.expires_at).where(col(AccessRequest.id).in_(ids)))
+        return {int(i or 0): e for i, e in rows.all() if e is not None}
+
+
+def revoke_lag(srv: Servers, workdir: Path, *, window: float = 60.0, threads: int | None = None) -> dict[str, float]:
+    """1,000 grants falling due evenly within `window` seconds: seconds from expires_at to AWS accepting the revoke."""
+    fresh_database()
+    srv.reset_aws()
+    written: list[datetime] = []
+
+    def expiry(i: int) -> datetime:
+        written[:] = written or [utcnow() + timedelta(seconds=3)]
+        return written[0] + timedelta(seconds=window * i / GRANTS)
+
+    ids = put_grants(GRANTS, expiry)
+    tuning = Tuning(lease=timedelta(seconds=60), **({"sweep_threads": threads} if threads else {}))
+    done: dict[int, datetime] = {}
+    # Its first sweep arms the wake-up for the first expiry.
+    runtime = start_bot(srv, workdir, tuning=tuning, before_start=lambda r: timed(r, done))
+    try:
+        deadline = time.monotonic() + window + 120
+        while active_left(runtime, ids) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        due = expiries(runtime, ids)
+    finally:
+        runtime.stop()
+    missing = [i for i in ids if i not in done]
+    if missing:
+        raise RuntimeError(f"{len(missing)} grants were not revoked, e.g. #{missing[0]}")
+    lags = [(done[i] - due[i]).total_seconds() for i in ids]
+    return {
+        "p50_s": percentile(lags, 50),
+        "p99_s": percentile(lags, 99),
+        "max_s": max(lags),
+    }
+
+
+def catch_up(
+    srv: Servers, workdir: Path, *, threads: int | None = None, kinds: Sequence[Kind] = KINDS
+) -> dict[str, float]:
+    """1,000 grants that fell due while no bot ran: from start until all are revoked, and the rate."""
+    fresh_database()
+    srv.reset_aws()
+    overdue = utcnow() - timedelta(minutes=1)
+    ids = put_grants(GRANTS, lambda _i: overdue, kinds)
+    tuning = Tuning(lease=timedelta(seconds=60), **({"sweep_threads": threads} if threads else {}))
+    done: dict[int, datetime] = {}
+    began = time.monotonic()
+    runtime = start_bot(srv, workdir, tuning=tuning, before_start=lambda r: timed(r, done))
+    try:
+        while active_left(runtime, ids):
+            if time.monotonic() - began > 600:
+                raise RuntimeError("catch-up took over ten minutes")
+            time.sleep(0.05)
+        took = time.monotonic() - began
+    finally:
+        runtime.stop()
+    assert len(done) == GRANTS
+    return {"seconds": took, "per_second": GRANTS / took}

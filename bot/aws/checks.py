@@ -1,0 +1,167 @@
+"""`accessbot check-config` against AWS: does every group, role, key and static IAM user exist and fit?"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from fnmatch import fnmatchcase
+from typing import Any
+from urllib.parse import unquote
+
+from bot.aws.errors import AwsError, aws_call
+from bot.aws.granters import KeyGranter, account_of, role_name
+from bot.catalog import Catalog, GroupResource, KeyResource, RoleResource
+
+
+class Outcome(StrEnum):
+    """How one check ended."""
+
+    OK = "ok"
+    PROBLEM = "FAIL"
+    SKIPPED = "skip"
+
+
+@dataclass(frozen=True)
+class Check:
+    """The result of checking one catalog entry against AWS."""
+
+    subject: str
+    what: str
+    outcome: Outcome = Outcome.OK
+    detail: str = ""
+
+    @property
+    def line(self) -> str:
+        """One line for people: outcome, name, what it is, and what is wrong."""
+        return f"{self.outcome.value:<4} {self.subject}: {self.what}" + (f": {self.detail}" if self.detail else "")
+
+
+def caller_account(sts: Any) -> str:
+    """The account of the bot's own credentials; raises AwsError when AWS cannot be asked."""
+    with aws_call("sts:GetCallerIdentity"):
+        return str(sts.get_caller_identity()["Account"])
+
+
+def check_catalog(catalog: Catalog, *, iam: Any, kms: Any, account: str) -> list[Check]:
+    """Check every resource and every static identity of the catalog, in catalog order."""
+    results: list[Check] = []
+    for name, resource in catalog.resources.items():
+        what = f"{resource.kind.value} {resource.target}"
+        if isinstance(resource, GroupResource):
+            problem, skipped = group_problem(iam, resource.group_name), None
+        elif isinstance(resource, RoleResource):
+            skipped = _elsewhere(resource.role_arn, account)
+            problem = None if skipped else role_problem(iam, resource.role_arn)
+        else:
+            assert isinstance(resource, KeyResource)
+            problem, skipped = key_problem(kms, resource.key_id), None
+        results.append(_result(name, what, problem, skipped))
+    for slack_user, iam_user in catalog.identity.static.items():
+        results.append(_result(f"identity.static.{slack_user}", f"IAM user {iam_user}", user_problem(iam, iam_user)))
+    return results
+
+
+def group_problem(iam: Any, group: str) -> str | None:
+    """What is wrong with an IAM group, or None."""
+    try:
+        with aws_call("iam:GetGroup"):
+            iam.get_group(GroupName=group, MaxItems=1)
+    except AwsError as exc:
+        return f"the IAM group '{group}' does not exist" if exc.gone else str(exc)
+    return None
+
+
+def user_problem(iam: Any, user: str) -> str | None:
+    """What is wrong with an IAM user, or None."""
+    try:
+        with aws_call("iam:GetUser"):
+            iam.get_user(UserName=user)
+    except AwsError as exc:
+        return f"the IAM user '{user}' does not exist" if exc.gone else str(exc)
+    return None
+
+
+def key_problem(kms: Any, key_id: str) -> str | None:
+    """What is wrong with a KMS key (missing, not enabled), or None."""
+    try:
+        KeyGranter(kms).key_arn(key_id)
+    except AwsError as exc:
+        return str(exc)
+    return None
+
+
+def role_problem(iam: Any, role_arn: str) -> str | None:
+    """What is wrong with an IAM role (missing, or a trust policy its own account cannot use), or None."""
+    try:
+        with aws_call("iam:GetRole"):
+            role = iam.get_role(RoleName=role_name(role_arn))["Role"]
+    except AwsError as exc:
+        return f"the IAM role {role_arn} does not exist" if exc.gone else str(exc)
+    if role["Arn"] != role_arn:
+        return f"the IAM role {role_arn} does not exist (a role of that name exists as {role['Arn']})"
+    return trust_problem(role.get("AssumeRolePolicyDocument") or {}, account_of(role_arn))
+
+
+def trust_problem(document: dict[str, Any] | str, account: str) -> str | None:
+    """Whether a trust policy lets principals of `account` call sts:AssumeRole; None when it does."""
+    if isinstance(document, str):
+        document = json.loads(unquote(document))
+    assert isinstance(document, dict)
+    statements = document.get("Statement") or []
+    if isinstance(statements, dict):
+        statements = [statements]
+    assumable = [s for s in statements if isinstance(s, dict) and _allows_assume(s)]
+    allowed = [s for s in assumable if s.get("Effect") == "Allow"]
+    if any(s.get("Effect") == "Deny" and not s.get("Condition") and _trusts(s, account) for s in assumable):
+        return f"its trust policy denies sts:AssumeRole to principals of account {account}"
+    if any(_trusts(s, account) for s in allowed):
+        return None
+    trusted = sorted({f"{kind}:{value}" for s in allowed for kind, value in _principals(s)})
+    return (
+        f"its trust policy does not let principals of account {account} assume it "
+        f"(it trusts {', '.join(trusted) if trusted else 'nobody'})"
+    )
+
+
+def _allows_assume(statement: dict[str, Any]) -> bool:
+    actions = statement.get("Action") or []
+    if isinstance(actions, str):
+        actions = [actions]
+    return any(fnmatchcase("sts:assumerole", str(a).lower()) for a in actions)
+
+
+def _principals(statement: dict[str, Any]) -> list[tuple[str, str]]:
+    principal = statement.get("Principal")
+    if principal == "*":
+        return [("AWS", "*")]
+    if not isinstance(principal, dict):
+        return []
+    found = []
+    for kind, values in principal.items():
+        for value in [values] if isinstance(values, str) else values:
+            found.append((str(kind), str(value)))
+    return found
+
+
+def _trusts(statement: dict[str, Any], account: str) -> bool:
+    root = re.compile(rf"^arn:aws[a-z-]*:iam::{re.escape(account)}:root$")
+    return any(
+        kind == "AWS" and (value in ("*", account) or root.match(value)) for kind, value in _principals(statement)
+    )
+
+
+def _elsewhere(role_arn: str, account: str) -> str | None:
+    theirs = account_of(role_arn)
+    if theirs == account:
+        return None
+    return f"not checked: the role is in account {theirs}, the bot's credentials are for account {account}"
+
+
+def _result(subject: str, what: str, problem: str | None, skipped: str | None = None) -> Check:
+    if problem:
+        return Check(subject, what, Outcome.PROBLEM, problem)
+    if skipped:
+        return Check(subject, what, Outcome.SKIPPED, skipped)
+    return Check(subject, what)

@@ -1,0 +1,207 @@
+"""Three `accessbot worker` processes on one PostgreSQL database: every due grant is revoked exactly once,
+within the sweep interval, and the work of a replica killed mid-sweep is finished by another after its lease."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel, col, select
+
+from bot.catalog import Kind
+from bot.clock import utcnow
+from bot.store.db import make_engine, session_scope
+from bot.store.models import AccessRequest, AuditEvent
+from tests.conftest import TOKEN, wait_until
+from tests.support.aws import World, members
+from tests.support.catalogs import BASIC
+from tests.support.fake_slack import FakeSlack
+from tests.support.grants import Planned, bot_key_grants, bot_policies, create_users, grant_directly
+
+pytestmark = pytest.mark.postgres
+
+REPLICAS = 3
+SWEEP_SECONDS = 15.0  # the default: every grant must be revoked within it of its expiry
+LEASE_SECONDS = 3.0
+STARTUP = 8.0  # seconds for three worker processes to start on a busy two-core machine
+
+
+@dataclass
+class Worker:
+    """One `python -m bot worker` process and what it wrote to stderr."""
+
+    process: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+    def read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+
+@pytest.fixture
+def pg(postgres_url: str) -> Iterator[Engine]:
+    engine = make_engine(postgres_url)
+    names = ", ".join(t.name for t in SQLModel.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def start_workers(
+    postgres_url: str, pg: Engine, moto_url: str, world: World, slack: FakeSlack, tmp_path: Path
+) -> Iterator[Callable[[], list[Worker]]]:
+    (tmp_path / "catalog.yaml").write_text(BASIC)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ACCESSBOT_", "DATABASE_"))}
+    env.update(
+        SLACK_BOT_TOKEN=TOKEN,
+        SLACK_API_URL=slack.url,
+        DATABASE_URL=postgres_url,
+        AWS_ENDPOINT_URL=moto_url,
+        ACCESSBOT_CATALOG=str(tmp_path / "catalog.yaml"),
+        ACCESSBOT_SWEEP_SECONDS=str(SWEEP_SECONDS),
+        ACCESSBOT_LEASE_SECONDS=str(LEASE_SECONDS),
+        ACCESSBOT_RECONCILE_SECONDS="0",
+        LOG_LEVEL="INFO",
+    )
+    started: list[Worker] = []
+
+    def start() -> list[Worker]:
+        for _ in range(REPLICAS):
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bot", "worker"], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
+            )
+            worker = Worker(process)
+            threading.Thread(target=worker.read, daemon=True).start()
+            started.append(worker)
+        for worker in started:
+            wait_until(lambda w=worker: any("scheduler started" in line for line in w.lines), timeout=30)
+        return started
+
+    yield start
+    for worker in started:
+        if worker.process.poll() is None:
+            worker.process.terminate()
+    for worker in started:
+        try:
+            worker.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+
+
+def expired_events(engine: Engine, ids: list[int]) -> list[AuditEvent]:
+    with session_scope(engine) as session:
+        stmt = select(AuditEvent).where(col(AuditEvent.request_id).in_(ids), AuditEvent.to_status == "expired")
+        return list(session.exec(stmt).all())
+
+
+def statuses(engine: Engine, ids: list[int]) -> Counter[str]:
+    with session_scope(engine) as session:
+        return Counter(session.exec(select(AccessRequest.status).where(col(AccessRequest.id).in_(ids))).all())
+
+
+def spread(start: datetime, count: int, over: float) -> Any:
+    return lambda i: start + timedelta(seconds=over * i / count)
+
+
+def test_three_replicas_revoke_each_due_grant_exactly_once_and_take_over_a_killed_ones_work(
+    start_workers: Callable[[], list[Worker]], pg: Engine, world: World, slack: FakeSlack
+) -> None:
+    users = [f"load{i:03d}" for i in range(150)]
+    arns = create_users(world.iam, users)
+    # 300 grants (150 group memberships, 150 inline role policies) falling due within three seconds, and
+    # 100 KMS grants falling due together later, for the replica that will be killed while revoking them.
+    # Due times count from when the rows are written (after AWS has every grant): the workers start then.
+    written: list[datetime] = []
+
+    def due(offset: float) -> datetime:
+        written[:] = written or [utcnow()]
+        return written[0] + timedelta(seconds=STARTUP + offset)
+
+    plans = [Planned(kind, user, arns[user]) for kind in (Kind.IAM_GROUP, Kind.IAM_ROLE) for user in users]
+    later = [Planned(Kind.KMS_KEY, user, arns[user]) for user in users[:100]]
+    ids = grant_directly(pg, world.iam, world.kms, plans + later, lambda i: due(3.0 * i / 300 if i < 300 else 13.0))
+    ids, more = ids[:300], ids[300:]
+    first_due = due(0)
+    assert len(members(world.iam, "deploy-admins") & set(users)) == 150
+    assert len(bot_policies(world.iam, users)) == 150 and len(bot_key_grants(world.kms)) == 100
+
+    replicas = start_workers()
+    assert utcnow() < first_due, "the workers started before anything fell due"
+
+    # -- each of the 300 revoked exactly once, within the sweep interval of its expiry ----------------------
+    wait_until(lambda: statuses(pg, ids) == Counter({"expired": 300}), timeout=STARTUP + 3 + SWEEP_SECONDS)
+    events = expired_events(pg, ids)
+    assert Counter(e.request_id for e in events) == Counter(dict.fromkeys(ids, 1)), "each revoked exactly once"
+    with session_scope(pg) as session:
+        rows = session.exec(select(AccessRequest).where(col(AccessRequest.id).in_(ids))).all()
+        lags = [(r.ended_at - r.expires_at).total_seconds() for r in rows if r.ended_at and r.expires_at]
+    assert len(lags) == 300 and max(lags) < SWEEP_SECONDS, f"slowest revoke {max(lags):.2f}s after expiry"
+    assert not members(world.iam, "deploy-admins") & set(users)
+    assert bot_policies(world.iam, users) == []
+    ended = Counter(
+        c.args.get("text", "").split("request #", 1)[1].split(")", 1)[0]
+        for c in slack.find("chat.postMessage", lambda c: "has ended" in str(c.args.get("text", "")))
+    )
+    assert ended == Counter({str(i): 1 for i in ids}), "one 'ended' message per grant"
+
+    # -- a replica killed mid-sweep: its claimed rows are finished by another after the lease ---------------
+    pids = {str(w.process.pid): w for w in replicas}
+
+    def unfinished(owner: str | None = None) -> dict[str, dict[int | None, datetime | None]]:
+        """Rows claimed and not yet revoked, by owner (a replica's claimed_by is host:pid:nonce)."""
+        with session_scope(pg) as session:
+            stmt = select(AccessRequest).where(
+                col(AccessRequest.id).in_(more),
+                AccessRequest.status == "active",
+                col(AccessRequest.claimed_by).is_not(None),
+            )
+            found: dict[str, dict[int | None, datetime | None]] = {}
+            for row in session.exec(stmt).all():
+                if row.claimed_by and (owner is None or row.claimed_by == owner):
+                    found.setdefault(row.claimed_by, {})[row.id] = row.claimed_until
+        return found
+
+    def freeze_one_mid_sweep() -> tuple[Worker, str, dict[int | None, datetime | None]] | None:
+        for owner in unfinished():
+            worker = pids.get(owner.split(":")[1])
+            if worker is None:
+                continue
+            worker.process.send_signal(signal.SIGSTOP)  # hold it still to read what it holds, then kill it
+            held = unfinished(owner).get(owner)
+            if held:
+                return worker, owner, held
+            worker.process.send_signal(signal.SIGCONT)
+        return None
+
+    victim, owner, orphaned = wait_until(freeze_one_mid_sweep, timeout=STARTUP + 13 + 5, interval=0.005)
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait(timeout=5)
+    killed_at = utcnow()
+    assert unfinished(owner)[owner] == orphaned, "nothing more happened to its rows"
+
+    wait_until(lambda: statuses(pg, more) == Counter({"expired": 100}), timeout=LEASE_SECONDS + SWEEP_SECONDS)
+    events = expired_events(pg, more)
+    assert Counter(e.request_id for e in events) == Counter(dict.fromkeys(more, 1)), "each revoked exactly once"
+    taken_over = [e for e in events if e.request_id in orphaned]
+    assert len(taken_over) == len(orphaned)
+    for event in taken_over:
+        lease_end = orphaned[event.request_id]
+        assert lease_end is not None and event.created_at >= lease_end, "taken over only after the lease"
+        assert event.created_at > killed_at
+    assert bot_key_grants(world.kms) == []
+    assert all(w.process.poll() is None for w in replicas if w is not victim), "the other replicas still run"
