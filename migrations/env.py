@@ -16,8 +16,9 @@ url = config.attributes.get("database_url") or os.environ.get("DATABASE_URL", "s
 
 def run_migrations_offline() -> None:
     """Emit SQL without a database connection."""
-    context.configure(url=url, target_metadata=SQLModel.metadata, literal_binds=True,
-                      render_as_batch=url.startswith("sqlite"))
+    context.configure(
+        url=url, target_metadata=SQLModel.metadata, literal_binds=True, render_as_batch=url.startswith("sqlite")
+    )
     with context.begin_transaction():
         context.run_migrations()
 

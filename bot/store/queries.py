@@ -268,8 +268,7 @@ def holders_of(kind: str, iam_user: str, target: str, *, session: Session) -> in
             col(AccessRequest.target) == target,
             or_(
                 col(AccessRequest.status) == Status.ACTIVE.value,
-                (col(AccessRequest.status) == Status.APPROVED.value)
-                & col(AccessRequest.grant_started_at).is_not(None),
+                (col(AccessRequest.status) == Status.APPROVED.value) & col(AccessRequest.grant_started_at).is_not(None),
             ),
         )
     )

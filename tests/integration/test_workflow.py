@@ -205,12 +205,12 @@ def test_reminders_escalation_and_timeout(bot: Bot, slack: FakeSlack) -> None:
     bot.sender.command("U0ALICE", "request auditors 10m first one uses the auto-approval")
     request_id = file_request(bot, "U0ALICE", "request auditors 1h needs a person")
     slack.wait_for(
-        "chat.postMessage", lambda c: "#%d" % request_id in c.text() and c.args.get("channel") == "C0APPROVALS"
+        "chat.postMessage", lambda c: f"#{request_id}" in c.text() and c.args.get("channel") == "C0APPROVALS"
     )
     early = bot.sender.click("U0FRANK", ACTION_APPROVE, f"{request_id}:0")
     assert early.status_code == 200
     slack.wait_for("chat.postEphemeral", lambda c: c.args.get("user") == "U0FRANK")
-    reminder = slack.wait_for("chat.postMessage", lambda c: c.args.get("thread_ts") and "#%d" % request_id in c.text(),
+    reminder = slack.wait_for("chat.postMessage", lambda c: c.args.get("thread_ts") and f"#{request_id}" in c.text(),
                               timeout=4)  # fmt: skip
     assert "<@U0OSCAR>" in reminder.text()
     wait_until(lambda: any("Escalated" in c.text() and "<@U0FRANK>" in c.text()
