@@ -344,12 +344,20 @@ def find_requests(
 def audit_events(
     *, session: Session, after_id: int = 0, since: datetime | None = None, until: datetime | None = None, limit: int
 ) -> Sequence[AuditEvent]:
-    """Up to `limit` audit events with ID above `after_id` (and in [since, until)), in chain order."""
+    """Up to `limit` audit events with ID above `after_id`, in chain order, from the first event written at or
+    after `since` to the last written before `until`.
+
+    The window is a contiguous run of IDs, not a filter on each event's time: an event's time is taken when
+    its unit of work began, so concurrent writers can interleave times and IDs slightly, and a filtered
+    subset would have holes that look like removed events to `audit verify`.
+    """
     stmt = select(AuditEvent).where(col(AuditEvent.id) > after_id)
     if since is not None:
-        stmt = stmt.where(col(AuditEvent.created_at) >= since)
+        first = select(func.min(AuditEvent.id)).where(col(AuditEvent.created_at) >= since).scalar_subquery()
+        stmt = stmt.where(col(AuditEvent.id) >= first)
     if until is not None:
-        stmt = stmt.where(col(AuditEvent.created_at) < until)
+        last = select(func.max(AuditEvent.id)).where(col(AuditEvent.created_at) < until).scalar_subquery()
+        stmt = stmt.where(col(AuditEvent.id) <= last)
     return session.exec(stmt.order_by(col(AuditEvent.id)).limit(limit)).all()
 
 

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.postgres
 REPLICAS = 3
 SWEEP_SECONDS = 15.0  # the default: every grant must be revoked within it of its expiry
 LEASE_SECONDS = 3.0
-STARTUP = 8.0  # seconds for three worker processes to start on a busy two-core machine
+STARTUP = 12.0  # seconds for three worker processes to start on a busy two-core machine
 
 
 @dataclass
