@@ -1,9 +1,9 @@
 """Run every benchmark, print each run as it finishes, and write benchmarks/results.json.
 
-    .venv/bin/python -m benchmarks.run_all [--repeats 3] [--only ack,approve,lag,catchup,claim,rss]
+    .venv/bin/python -m benchmarks.run_all [--repeats 3] [--only ack,approve,lag,catchup,workers,claim,rss]
 
 Needs PostgreSQL on 127.0.0.1:5432 and a database of the benchmarks' own (they drop its tables):
-`createdb -h 127.0.0.1 -U postgres accessbot_bench` (or set BENCH_DATABASE_URL). Takes about 25 minutes
+`createdb -h 127.0.0.1 -U postgres accessbot_bench` (or set BENCH_DATABASE_URL). Takes about 45 minutes
 on two cores with the defaults. Not part of pytest: nothing here is collected as a test.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 from benchmarks import bench_claim, bench_expiry, bench_rss, bench_slack
 from benchmarks.harness import ROOT, Servers, machine, repeat, servers
 
-BENCHMARKS = ("ack", "approve", "lag", "catchup", "claim", "rss")
+BENCHMARKS = ("ack", "approve", "lag", "catchup", "workers", "claim", "rss")
 
 
 def main() -> None:
@@ -38,7 +38,9 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
-    results: dict[str, Any] = {"machine": machine(), "repeats": args.repeats, "started": time.strftime("%FT%T%z")}
+    # A partial run (--only) updates the figures it measured and keeps the others.
+    results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    results.update(machine=machine(), repeats=args.repeats, started=time.strftime("%FT%T%z"))
     print(f"machine: {results['machine']}", flush=True)
     with servers() as srv, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -47,6 +49,7 @@ def main() -> None:
             "approve": lambda s, w, n: repeat("approve", n, lambda: bench_slack.approve_to_grant(s, w)),
             "lag": lambda s, w, n: repeat("revoke lag", n, lambda: bench_expiry.revoke_lag(s, w)),
             "catchup": _catch_up,
+            "workers": _workers,
             "claim": _claim,
             "rss": lambda s, w, n: repeat("rss", 1, lambda: bench_rss.serve_rss(s, w)),
         }
@@ -71,6 +74,16 @@ def _catch_up(srv: Servers, work: Path, repeats: int) -> dict[str, Any]:
     for threads in (1, 4):
         label = f"sweep_threads={threads}"
         found[label] = repeat(label, repeats, lambda t=threads: bench_expiry.catch_up(srv, work, threads=t))
+    return found
+
+
+def _workers(srv: Servers, work: Path, repeats: int) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for processes in (1, 2, 3):
+        label = f"{processes} worker process(es)"
+        found[label] = repeat(
+            label, repeats, lambda p=processes: bench_expiry.catch_up_processes(srv, work, processes=p)
+        )
     return found
 
 

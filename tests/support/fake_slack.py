@@ -46,7 +46,7 @@ class FakeSlack:
     usergroups: dict[str, list[str]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
     _ts: Any = field(default_factory=lambda: itertools.count(1))
     url: str = ""
 
