@@ -145,15 +145,7 @@ class RequestFlows(GrantFlows):
             elif policy.quorum_reached(approved_by, request.approvals_required):
                 self._approve(session, request, ", ".join(approved_by), now, how="approvers")
             else:
-                queries.record_audit(
-                    session=session,
-                    actor=actor,
-                    action="approval_vote",
-                    request_id=request_id,
-                    at=now,
-                    approvals=len(approved_by),
-                    required=request.approvals_required,
-                )
+                _record_vote(session, request, actor, approved_by, now)
         return request
 
     def check_vote(self, *, request_id: int, actor: str, round: int | None) -> AccessRequest:
@@ -330,15 +322,7 @@ class RequestFlows(GrantFlows):
             request.extension_approved_at = now
             self._claim_now(request, now)
         else:
-            queries.record_audit(
-                session=session,
-                actor=actor,
-                action="approval_vote",
-                request_id=request.id,
-                at=now,
-                approvals=len(approved_by),
-                required=request.approvals_required,
-            )
+            _record_vote(session, request, actor, approved_by, now)
 
     def _enforce_limits(self, session: Session, requester: str, item: Resource, now: datetime) -> None:
         """Per-user rate limit and cap on open requests (checked in the inserting transaction)."""
@@ -387,6 +371,19 @@ class RequestFlows(GrantFlows):
                 field=field,
             )
         return wanted
+
+
+def _record_vote(session: Session, request: AccessRequest, actor: str, approved_by: list[str], now: datetime) -> None:
+    """Audit a vote that did not yet reach the quorum (on a request or on its extension)."""
+    queries.record_audit(
+        session=session,
+        actor=actor,
+        action="approval_vote",
+        request_id=request.id,
+        at=now,
+        approvals=len(approved_by),
+        required=request.approvals_required,
+    )
 
 
 def _extending(request: AccessRequest) -> bool:
