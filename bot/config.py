@@ -29,8 +29,9 @@ class Settings(BaseSettings):
     accessbot_catalog: Path = Path("./catalog.yaml")
     accessbot_scheduler: Literal["on", "off"] = "on"
     accessbot_sweep_seconds: float = Field(default=15.0, gt=0, le=3600)
-    # How long a replica's claim on due work lasts; after a crash another replica takes the work over then.
-    accessbot_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
+    # How long a replica's claim on due work lasts unless renewed; a live replica renews the claims it works on
+    # every third of it, so after a crash another replica (or the restarted one) takes the work over this soon.
+    accessbot_lease_seconds: float = Field(default=8.0, ge=1, le=3600)
     # How often the scheduler compares the database with AWS and alerts on drift; 0 turns it off.
     accessbot_reconcile_seconds: float = Field(default=3600.0, ge=0, le=7 * 86400)
     port: int = Field(default=3000, ge=0, le=65535)

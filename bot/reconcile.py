@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -31,9 +31,9 @@ from bot.config import Settings
 from bot.domain.lifecycle import Status
 from bot.errors import ConfigError
 from bot.store import queries
-from bot.store.db import hold_lock, session_scope
+from bot.store.db import hold_lock, hold_locks, session_scope
 from bot.store.models import AccessRequest
-from bot.workflow.base import SYSTEM, access_lock_key, grant_spec
+from bot.workflow.base import SHARED_STATE, SYSTEM, access_lock_key, grant_spec
 
 log = logging.getLogger(__name__)
 RUN_ACTION = "reconcile"
@@ -45,6 +45,9 @@ class Problem(StrEnum):
 
     MISSING = "missing"
     ORPHAN = "orphan"
+    # Named like the bot's (accessbot-<id>) but matching none of its requests (principal, target, operations):
+    # another installation's, or from a recreated database. Reported, never touched.
+    FOREIGN = "foreign"
 
 
 @dataclass(frozen=True)
@@ -87,10 +90,10 @@ class Report:
 
     @property
     def unresolved(self) -> int:
-        """Drift still there: all of it before --fix, the repairs that failed after."""
+        """Drift still there: all of it before --fix, the repairs that failed after (foreign objects never count)."""
         if not self.fixes:
-            return len(self.drift)
-        return sum(not f.done for f in self.fixes)
+            return sum(d.problem is not Problem.FOREIGN for d in self.drift)
+        return sum(not f.done for f in self.fixes if f.drift.problem is not Problem.FOREIGN)
 
     def table(self) -> str:
         """A plain-text table, one row per drift."""
@@ -117,10 +120,15 @@ class Report:
 
     def summary(self) -> str:
         """One closing line."""
-        found = f"{len(self.drift)} drift(s)" if self.drift else "no drift"
+        drift = [d for d in self.drift if d.problem is not Problem.FOREIGN]
+        foreign = len(self.drift) - len(drift)
+        found = f"{len(drift)} drift(s)" if drift else "no drift"
         line = f"reconcile: {self.checked} active grant(s) checked, {found}"
+        if foreign:
+            line += f" ({foreign} object(s) named like the bot's but not its own, left alone)"
         if self.fixes:
-            line += f"; fixed {sum(f.done for f in self.fixes)}, failed {self.unresolved}"
+            fixed = sum(f.done for f in self.fixes if f.drift.problem is not Problem.FOREIGN)
+            line += f"; fixed {fixed}, failed {self.unresolved}"
         return line
 
 
@@ -169,6 +177,7 @@ class Reconciler:
             before = {r.id: r for r in queries.holding(session=session)}
             groups = queries.granted_targets(Kind.IAM_GROUP.value, session=session)
             keys = queries.granted_targets(Kind.KMS_KEY.value, session=session)
+            keys |= queries.granted_target_arns(Kind.KMS_KEY.value, session=session)
         aws = self._list_aws(groups, keys)
         with session_scope(self.engine) as session:
             after = {r.id: r for r in queries.holding(session=session)}
@@ -209,13 +218,17 @@ class Reconciler:
                 if (row.iam_user, name) not in policies:
                     detail = f"the inline policy {name} of {row.iam_user} is gone"
             else:
-                key = aws.key_arns.get(row.target)
+                key = row.target_arn or aws.key_arns.get(row.target)
                 if key is None:
                     detail = f"the KMS key {row.target} does not exist"
                 elif (key, name, row.iam_user_arn) not in grants:
                     detail = f"the KMS grant {name} is gone"
             if detail:
-                target = (aws.key_arns.get(row.target) or row.target) if kind is Kind.KMS_KEY else row.target
+                target = (
+                    (row.target_arn or aws.key_arns.get(row.target) or row.target)
+                    if kind is Kind.KMS_KEY
+                    else row.target
+                )
                 detail = f"{detail}; active until {_when(row.expires_at)}"
                 found.append(
                     Drift(Problem.MISSING, kind, row.iam_user, target, name, row.id, detail, self._channel(row))
@@ -239,33 +252,30 @@ class Reconciler:
 
         for policy in aws.policies:
             request_id = inventory.request_id_of(policy.name)
-            holder = holders.get(request_id) if request_id else None
-            if request_id is None or (holder and holder.kind == Kind.IAM_ROLE and holder.iam_user == policy.user):
+            if request_id is None:
                 continue
-            detail, channel = why(request_id)
-            if holder is not None:
-                detail, channel = f"request #{request_id} grants another user or kind", self._channel(holder)
-            found.append(
-                Drift(Problem.ORPHAN, Kind.IAM_ROLE, policy.user, "-", policy.name, request_id, detail, channel)
-            )
+            row = queries.get_request(request_id, session=session)
+            if row is None or not _grants_policy(row, policy):
+                found.append(self._foreign(Kind.IAM_ROLE, policy.user, "-", policy.name, request_id, row))
+            elif request_id not in holders:
+                detail, channel = why(request_id)
+                found.append(
+                    Drift(Problem.ORPHAN, Kind.IAM_ROLE, policy.user, "-", policy.name, request_id, detail, channel)
+                )
         for grant in aws.grants:
             request_id = inventory.request_id_of(grant.name)
-            holder = holders.get(request_id) if request_id else None
-            if request_id is None or (
-                holder
-                and holder.kind == Kind.KMS_KEY
-                and holder.iam_user_arn == grant.grantee
-                and aws.key_arns.get(holder.target) == grant.key_arn
-            ):
+            if request_id is None:
                 continue
-            detail, channel = why(request_id)
-            if holder is not None:
-                detail, channel = f"request #{request_id} grants another user or key", self._channel(holder)
+            row = queries.get_request(request_id, session=session)
             user = grant.grantee.rsplit("/", 1)[-1]
-            found.append(
-                Drift(Problem.ORPHAN, Kind.KMS_KEY, user, grant.key_arn, grant.name, request_id, detail, channel,
-                      grant_id=grant.grant_id)
-            )  # fmt: skip
+            if row is None or not self._grants_key(row, grant, aws):
+                found.append(self._foreign(Kind.KMS_KEY, user, grant.key_arn, grant.name, request_id, row))
+            elif request_id not in holders:
+                detail, channel = why(request_id)
+                found.append(
+                    Drift(Problem.ORPHAN, Kind.KMS_KEY, user, grant.key_arn, grant.name, request_id, detail, channel,
+                          grant_id=grant.grant_id)
+                )  # fmt: skip
         held = {(r.iam_user, r.target) for r in holders.values() if r.kind == Kind.IAM_GROUP}
         for (user, group), request_id in sorted(pairs.items()):
             if user in (aws.members.get(group) or ()) and (user, group) not in held:
@@ -276,6 +286,25 @@ class Reconciler:
                 )
         return found
 
+    def _foreign(
+        self, kind: Kind, user: str, target: str, name: str, request_id: int, row: AccessRequest | None
+    ) -> Drift:
+        detail = (
+            f"request #{request_id} granted something else" if row is not None else f"no request #{request_id}"
+        ) + ": not made by this bot, left alone"
+        return Drift(Problem.FOREIGN, kind, user, target, name, request_id, detail)
+
+    def _grants_key(self, row: AccessRequest, grant: inventory.KeyGrant, aws: _Aws) -> bool:
+        """Whether the request granted exactly this KMS grant: its grantee, key and operations."""
+        item = self.catalog.resource(row.resource)
+        operations = frozenset(item.operations) if isinstance(item, KeyResource) else grant.operations
+        return (
+            row.kind == Kind.KMS_KEY
+            and row.iam_user_arn == grant.grantee
+            and (row.target_arn or aws.key_arns.get(row.target)) == grant.key_arn
+            and operations == grant.operations
+        )
+
     def _channel(self, row: AccessRequest) -> str | None:
         return row.approval_channel or self.catalog.defaults.approval_channel
 
@@ -285,6 +314,9 @@ class Reconciler:
         """Re-apply missing grants and remove orphans; audit each repair."""
         fixes = []
         for drift in report.drift:
+            if drift.problem is Problem.FOREIGN:
+                fixes.append(Fix(drift, "left alone: not the bot's", True))
+                continue
             try:
                 fixes.append(self._reapply(drift) if drift.problem is Problem.MISSING else self._remove(drift))
             except AwsError as exc:
@@ -292,14 +324,16 @@ class Reconciler:
                 fixes.append(Fix(drift, f"failed: {exc}", False))
         return replace(report, fixes=tuple(fixes))
 
-    def _pair_lock(self, drift: Drift, kind: Kind) -> AbstractContextManager[None]:
-        if kind is not Kind.IAM_GROUP:
-            return nullcontext()
-        return hold_lock(self.engine, access_lock_key(kind.value, drift.user, drift.target))
+    def _locks(self, drift: Drift) -> AbstractContextManager[bool]:
+        """The locks the workflow's AWS steps on the same request and access hold (see Base._guard)."""
+        keys = [f"request:{drift.request_id}"] if drift.request_id else []
+        if drift.kind in SHARED_STATE and drift.target != "-":
+            keys.append(access_lock_key(drift.kind.value, drift.user, drift.target))
+        return hold_locks(self.engine, keys, wait=True)
 
     def _reapply(self, drift: Drift) -> Fix:
         assert drift.request_id is not None
-        with self._pair_lock(drift, drift.kind), session_scope(self.engine) as session:
+        with self._locks(drift), session_scope(self.engine) as session:
             row = queries.lock_request(drift.request_id, session=session)
             now = self._clock()
             if row is None or not _owed(row, now):
@@ -317,7 +351,7 @@ class Reconciler:
 
     def _remove(self, drift: Drift) -> Fix:
         request_id = drift.request_id or 0
-        with self._pair_lock(drift, drift.kind), session_scope(self.engine) as session:
+        with self._locks(drift), session_scope(self.engine) as session:
             row = queries.lock_request(request_id, session=session) if request_id else None
             now = self._clock()
             if drift.kind is Kind.IAM_GROUP:
@@ -348,16 +382,16 @@ class Reconciler:
                 return None  # another replica ran it recently
             queries.record_audit(session=session, actor=SYSTEM, action=RUN_ACTION, at=now)
         report = self.check()
-        if not report.drift:
+        if not report.unresolved:
             return report
-        log.warning("reconcile found %d drift(s) between the database and AWS", len(report.drift))
+        log.warning("reconcile found %d drift(s) between the database and AWS", report.unresolved)
         with session_scope(self.engine) as session:
             queries.record_audit(
                 session=session, actor=SYSTEM, action="drift_found", at=self._clock(),
                 drift=[d.line for d in report.drift[:MAX_ALERT_LINES]], count=len(report.drift),
             )  # fmt: skip
         by_channel: dict[str, list[Drift]] = {}
-        for drift in report.drift:
+        for drift in (d for d in report.drift if d.problem is not Problem.FOREIGN):
             channel = drift.channel or self.catalog.defaults.approval_channel or _any_channel(self.catalog)
             if channel:
                 by_channel.setdefault(channel, []).append(drift)
@@ -373,11 +407,17 @@ class Reconciler:
         return report
 
 
+def _grants_policy(row: AccessRequest, policy: inventory.UserPolicy) -> bool:
+    """Whether the request wrote exactly this inline policy: its user, and the role it allows."""
+    return row.kind == Kind.IAM_ROLE and row.iam_user == policy.user and row.target in policy.resources
+
+
 def _owed(row: AccessRequest, now: datetime) -> bool:
     """Whether AWS must have this request's access now."""
     return (
         row.status == Status.ACTIVE
         and row.revoke_started_at is None
+        and row.end_requested_at is None
         and row.expires_at is not None
         and row.expires_at > now
     )
@@ -385,7 +425,7 @@ def _owed(row: AccessRequest, now: datetime) -> bool:
 
 def _holds(row: AccessRequest, drift: Drift) -> bool:
     """Whether the row accounts for the AWS object of an orphan drift (granted meanwhile)."""
-    holding = row.status == Status.ACTIVE or (row.status == Status.APPROVED and row.grant_started_at is not None)
+    holding = row.grant_started_at is not None and row.ended_at is None
     same = row.kind == drift.kind.value and row.iam_user == drift.user
     return holding and same
 

@@ -102,6 +102,7 @@ class Runtime:
         expiry = ExpiryScheduler(
             workflow,
             sweep_seconds=settings.accessbot_sweep_seconds,
+            takeover_seconds=workflow.lease_seconds,
             metrics=metrics,
             reconcile=lambda: reconciler.scheduled(notifier, interval=reconcile_seconds),
             reconcile_seconds=reconcile_seconds,
@@ -137,6 +138,7 @@ class Runtime:
         self.background.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
+        self.workflow.close()
         self.workflow.engine.dispose()
 
 

@@ -21,6 +21,7 @@ from bot.workflow import Workflow
 log = logging.getLogger(__name__)
 WAKE_JOB = "wake"
 SWEEP_JOB = "sweep"
+TAKEOVER_JOB = "takeover"
 RECONCILE_JOB = "reconcile"
 
 
@@ -33,11 +34,13 @@ class ExpiryScheduler:
         *,
         sweep_seconds: float,
         metrics: Metrics,
+        takeover_seconds: float = 0,
         reconcile: Callable[[], object] | None = None,
         reconcile_seconds: float = 0,
     ) -> None:
         self._workflow = workflow
         self._sweep_seconds = sweep_seconds
+        self._takeover_seconds = takeover_seconds
         self._reconcile = reconcile
         self._reconcile_seconds = reconcile_seconds
         self._metrics = metrics
@@ -53,6 +56,11 @@ class ExpiryScheduler:
         """Start sweeping now (catching up on anything overdue) and every sweep interval after."""
         self._aps.start()
         self._aps.add_job(self.sweep, "interval", seconds=self._sweep_seconds, id=SWEEP_JOB, next_run_time=utcnow())
+        if 0 < self._takeover_seconds < self._sweep_seconds:
+            # Work another replica claimed after this one last looked, and then left when it died, is free a
+            # lease after its last heartbeat: looking once a lease (and waking when a seen lease ends) takes it over
+            # about a lease after the crash, well within the safety-net sweep.
+            self._aps.add_job(self.sweep, "interval", seconds=self._takeover_seconds, id=TAKEOVER_JOB)
         if self._reconcile is not None and self._reconcile_seconds > 0:
             self._aps.add_job(self._reconciled, "interval", seconds=self._reconcile_seconds, id=RECONCILE_JOB)
         log.info("expiry scheduler started (safety-net sweep every %gs)", self._sweep_seconds)

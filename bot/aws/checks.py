@@ -101,18 +101,14 @@ def role_problem(iam: Any, role_arn: str) -> str | None:
         return f"the IAM role {role_arn} does not exist" if exc.gone else str(exc)
     if role["Arn"] != role_arn:
         return f"the IAM role {role_arn} does not exist (a role of that name exists as {role['Arn']})"
-    return trust_problem(role.get("AssumeRolePolicyDocument") or {}, account_of(role_arn))
+    document = role.get("AssumeRolePolicyDocument") or {}
+    return trust_problem(document, account_of(role_arn)) or source_identity_problem(document, role["RoleName"])
 
 
 def trust_problem(document: dict[str, Any] | str, account: str) -> str | None:
     """Whether a trust policy lets principals of `account` call sts:AssumeRole; None when it does."""
-    if isinstance(document, str):
-        document = json.loads(unquote(document))
-    assert isinstance(document, dict)
-    statements = document.get("Statement") or []
-    if isinstance(statements, dict):
-        statements = [statements]
-    assumable = [s for s in statements if isinstance(s, dict) and _allows_assume(s)]
+    statements = _statements(document)
+    assumable = [s for s in statements if _allows_assume(s)]
     allowed = [s for s in assumable if s.get("Effect") == "Allow"]
     if any(s.get("Effect") == "Deny" and not s.get("Condition") and _trusts(s, account) for s in assumable):
         return f"its trust policy denies sts:AssumeRole to principals of account {account}"
@@ -125,11 +121,42 @@ def trust_problem(document: dict[str, Any] | str, account: str) -> str | None:
     )
 
 
+def source_identity_problem(document: dict[str, Any] | str, role: str) -> str | None:
+    """Whether a trust policy allows sts:SetSourceIdentity, which every role grant's session needs; None when so.
+
+    Role grants require `sts:SourceIdentity` to be the IAM user's name, so that the deny put on the role at the
+    end of a grant can find that user's open sessions; without this action AWS refuses every such AssumeRole.
+    """
+    if any(s.get("Effect") == "Allow" and _allows(s, "sts:SetSourceIdentity") for s in _statements(document)):
+        return None
+    return (
+        f"the trust policy of role {role} does not allow sts:SetSourceIdentity, so nobody can assume it with "
+        'the source identity accessbot requires; add "sts:SetSourceIdentity" to the Action of the statement '
+        "that allows sts:AssumeRole"
+    )
+
+
+def _statements(document: dict[str, Any] | str) -> list[dict[str, Any]]:
+    """A policy document's statements; IAM may return the document as URL-encoded JSON text."""
+    if isinstance(document, str):
+        document = json.loads(unquote(document))
+    assert isinstance(document, dict)
+    statements = document.get("Statement") or []
+    if isinstance(statements, dict):
+        statements = [statements]
+    return [s for s in statements if isinstance(s, dict)]
+
+
 def _allows_assume(statement: dict[str, Any]) -> bool:
+    return _allows(statement, "sts:AssumeRole")
+
+
+def _allows(statement: dict[str, Any], action: str) -> bool:
+    """Whether the statement's Action names `action` (IAM action names and their wildcards ignore case)."""
     actions = statement.get("Action") or []
     if isinstance(actions, str):
         actions = [actions]
-    return any(fnmatchcase("sts:assumerole", str(a).lower()) for a in actions)
+    return any(fnmatchcase(action.lower(), str(a).lower()) for a in actions)
 
 
 def _principals(statement: dict[str, Any]) -> list[tuple[str, str]]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from bot.aws.errors import AwsError, aws_call
+from bot.clock import utcnow
 
 PREFIX = "accessbot-"
 KEY_STATES = {
@@ -32,6 +34,10 @@ class GrantSpec:
     expires_at: datetime
     require_mfa: bool = False
     operations: tuple[str, ...] = ()
+    # The concrete object granted on, as `locate` found it before the grant (a KMS key's ARN).
+    target_arn: str | None = None
+    # Whether ending must also end sessions already open (no other grant of the same access keeps them).
+    end_sessions: bool = True
 
     @property
     def name(self) -> str:
@@ -39,11 +45,23 @@ class GrantSpec:
         return f"{PREFIX}{self.request_id}"
 
 
+@dataclass(frozen=True)
+class Ended:
+    """What a revoke left behind: when a follow-up is owed (lifting a session deny), and a note for the audit."""
+
+    lift_at: datetime | None = None
+    note: str = ""
+
+
 class Granter(Protocol):
-    """Applies and removes one kind of access; both calls are idempotent."""
+    """Applies and removes one kind of access; every call is idempotent."""
 
     # True when several requests can share one piece of AWS state (group membership).
     shared: bool
+
+    def locate(self, spec: GrantSpec) -> str | None:
+        """Check the target exists and can be granted; return the concrete object to record (or None)."""
+        ...
 
     def holds(self, spec: GrantSpec) -> bool:
         """Whether AWS already gives the user this access."""
@@ -53,8 +71,12 @@ class Granter(Protocol):
         """Apply the access; return a reference to store (e.g. a KMS GrantId)."""
         ...
 
-    def revoke(self, spec: GrantSpec, grant_ref: str | None) -> None:
+    def revoke(self, spec: GrantSpec, grant_ref: str | None) -> Ended:
         """Remove the access; succeed when it is already gone."""
+        ...
+
+    def lift(self, spec: GrantSpec) -> None:
+        """Remove what a revoke left in place until later (a role's session deny); succeed when gone."""
         ...
 
 
@@ -65,6 +87,13 @@ class GroupGranter:
 
     def __init__(self, iam: Any) -> None:
         self._iam = iam
+
+    def locate(self, spec: GrantSpec) -> str | None:
+        """Nothing to resolve: the group's name is the target (AddUserToGroup says when it is missing)."""
+        return None
+
+    def lift(self, spec: GrantSpec) -> None:
+        """Nothing is left behind."""
 
     def holds(self, spec: GrantSpec) -> bool:
         """Whether the user is a member of the group now."""
@@ -103,7 +132,7 @@ class GroupGranter:
             code=exc.code,
         )
 
-    def revoke(self, spec: GrantSpec, grant_ref: str | None) -> None:
+    def revoke(self, spec: GrantSpec, grant_ref: str | None) -> Ended:
         """Remove the user from the group."""
         try:
             with aws_call("iam:RemoveUserFromGroup"):
@@ -111,6 +140,7 @@ class GroupGranter:
         except AwsError as exc:
             if not exc.gone:
                 raise
+        return Ended()
 
 
 def account_of(arn: str) -> str:
@@ -129,10 +159,20 @@ def is_alias(key_id: str) -> bool:
     return key_id.startswith("alias/") or ":alias/" in key_id
 
 
+def iso(moment: datetime) -> str:
+    """A moment as IAM condition keys compare it: UTC, ISO 8601, whole seconds."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def role_policy(spec: GrantSpec) -> dict[str, Any]:
-    """The inline policy that lets the user assume the role until the expiry, and only then."""
+    """The inline policy that lets the user assume the role until the expiry, and only under their own name.
+
+    sts:SourceIdentity must be the IAM user's name, so every session the grant allows carries who it is and
+    can be ended later by a deny on the role (see session_deny).
+    """
     condition: dict[str, Any] = {
-        "DateLessThan": {"aws:CurrentTime": spec.expires_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        "DateLessThan": {"aws:CurrentTime": iso(spec.expires_at)},
+        "StringEquals": {"sts:SourceIdentity": spec.iam_user},
     }
     if spec.require_mfa:
         condition["Bool"] = {"aws:MultiFactorAuthPresent": "true"}
@@ -142,7 +182,7 @@ def role_policy(spec: GrantSpec) -> dict[str, Any]:
             {
                 "Sid": "AccessbotAssumeRole",
                 "Effect": "Allow",
-                "Action": "sts:AssumeRole",
+                "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
                 "Resource": spec.target,
                 "Condition": condition,
             }
@@ -150,13 +190,43 @@ def role_policy(spec: GrantSpec) -> dict[str, Any]:
     }
 
 
+def session_deny(iam_user: str, ended_at: datetime) -> dict[str, Any]:
+    """A role policy that denies everything to the user's sessions issued before the end."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccessbotEndSessions",
+                "Effect": "Deny",
+                "Action": "*",
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {"aws:SourceIdentity": iam_user},
+                    "DateLessThan": {"aws:TokenIssueTime": iso(ended_at)},
+                },
+            }
+        ],
+    }
+
+
+def managed_deny_arn(role_arn: str, name: str) -> str:
+    """Where a session deny lives when the role's inline policies are full."""
+    return f"arn:aws:iam::{account_of(role_arn)}:policy/accessbot/{name}"
+
+
 class RoleGranter:
     """The right to assume an IAM role, as an inline user policy with a time condition."""
 
     shared = False
 
-    def __init__(self, iam: Any) -> None:
+    def __init__(self, iam: Any, clock: Callable[[], datetime] = utcnow) -> None:
         self._iam = iam
+        self._clock = clock
+
+    def locate(self, spec: GrantSpec) -> str | None:
+        """Refuse a role that does not exist (IAM itself accepts a policy naming any ARN)."""
+        self._require_role(spec)
+        return None
 
     def holds(self, spec: GrantSpec) -> bool:
         """Whether this request's inline policy exists."""
@@ -215,14 +285,75 @@ class RoleGranter:
                 code="NoSuchEntity",
             )
 
-    def revoke(self, spec: GrantSpec, grant_ref: str | None) -> None:
-        """Delete the inline policy."""
+    def revoke(self, spec: GrantSpec, grant_ref: str | None) -> Ended:
+        """Delete the inline policy, then deny the user's sessions issued before now on the role.
+
+        Deleting the policy stops new AssumeRole calls only; the deny ends sessions already open. It stays
+        until the role's maximum session duration has passed, when no session it covers can be alive.
+        """
         try:
             with aws_call("iam:DeleteUserPolicy"):
                 self._iam.delete_user_policy(UserName=spec.iam_user, PolicyName=spec.name)
         except AwsError as exc:
             if not exc.gone:
                 raise
+        if not spec.end_sessions:
+            return Ended(note="another grant of this role to the same user keeps its sessions")
+        if account_of(spec.target) != account_of(spec.iam_user_arn):
+            return Ended(note=f"the role is in account {account_of(spec.target)}: its open sessions end on their own")
+        # Whole seconds, rounded up: every session issued before the policy was deleted is covered.
+        ended = self._clock().replace(microsecond=0) + timedelta(seconds=1)
+        role = role_name(spec.target)
+        try:
+            with aws_call("iam:GetRole"):
+                longest = int(self._iam.get_role(RoleName=role)["Role"].get("MaxSessionDuration") or 3600)
+        except AwsError as exc:
+            if exc.gone:
+                return Ended(note="the role no longer exists, and its sessions with it")
+            raise
+        document = json.dumps(session_deny(spec.iam_user, ended))
+        try:
+            with aws_call("iam:PutRolePolicy"):
+                self._iam.put_role_policy(RoleName=role, PolicyName=spec.name, PolicyDocument=document)
+        except AwsError as exc:
+            if exc.code not in ("LimitExceeded", "LimitExceededException"):
+                raise
+            self._deny_as_managed_policy(spec, role, document)
+        return Ended(lift_at=ended + timedelta(seconds=longest))
+
+    def _deny_as_managed_policy(self, spec: GrantSpec, role: str, document: str) -> None:
+        """The role's inline policies are full (10,240 characters): put the deny in a managed policy instead."""
+        arn = managed_deny_arn(spec.target, spec.name)
+        try:
+            with aws_call("iam:CreatePolicy"):
+                self._iam.create_policy(PolicyName=spec.name, Path="/accessbot/", PolicyDocument=document)
+        except AwsError as exc:
+            if exc.code != "EntityAlreadyExists":
+                raise
+        with aws_call("iam:AttachRolePolicy"):
+            self._iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+
+    def lift(self, spec: GrantSpec) -> None:
+        """Remove the session deny (inline, or the managed policy it was put in when the role was full)."""
+        role = role_name(spec.target)
+        try:
+            with aws_call("iam:DeleteRolePolicy"):
+                self._iam.delete_role_policy(RoleName=role, PolicyName=spec.name)
+            return
+        except AwsError as exc:
+            if not exc.gone:
+                raise
+        arn = managed_deny_arn(spec.target, spec.name)
+        for operation, call, args in (
+            ("iam:DetachRolePolicy", self._iam.detach_role_policy, {"RoleName": role, "PolicyArn": arn}),
+            ("iam:DeletePolicy", self._iam.delete_policy, {"PolicyArn": arn}),
+        ):
+            try:
+                with aws_call(operation):
+                    call(**args)
+            except AwsError as exc:
+                if not exc.gone:
+                    raise
 
 
 class KeyGranter:
@@ -258,32 +389,51 @@ class KeyGranter:
                 ) from exc
             raise
 
-    def _key_holding(self, name: str) -> str | None:
-        """The ARN of the key that holds a grant of this name, searching every key in the region."""
+    def locate(self, spec: GrantSpec) -> str | None:
+        """The ARN of the key the alias or ID names now; recorded so the revoke finds it even if the alias moves."""
+        return self.key_arn(spec.target)
+
+    def lift(self, spec: GrantSpec) -> None:
+        """Nothing is left behind."""
+
+    def _key_holding(self, spec: GrantSpec) -> str | None:
+        """The ARN of the key that holds this request's grant, searching every key in the region."""
         with aws_call("kms:ListKeys"):
             keys = [k["KeyArn"] for page in self._kms.get_paginator("list_keys").paginate() for k in page["Keys"]]
         for key_arn in keys:
             try:
-                if self._existing(key_arn, name):
+                if self._existing(key_arn, spec):
                     return str(key_arn)
             except AwsError as exc:
                 if not exc.gone:
                     raise
         return None
 
-    def _existing(self, key_arn: str, name: str) -> list[str]:
+    def _existing(self, key_arn: str, spec: GrantSpec, *, exact: bool = False) -> list[str]:
+        """This request's grants on the key: its name and its grantee (with `exact`, also its operations).
+
+        A grant of the same name for anyone else (a second installation, a recreated database) is not the
+        bot's to adopt or revoke.
+        """
         with aws_call("kms:ListGrants"):
-            pages = self._kms.get_paginator("list_grants").paginate(KeyId=key_arn)
-            return [g["GrantId"] for page in pages for g in page["Grants"] if g.get("Name") == name]
+            pages = self._kms.get_paginator("list_grants").paginate(KeyId=key_arn, GranteePrincipal=spec.iam_user_arn)
+            return [
+                g["GrantId"]
+                for page in pages
+                for g in page["Grants"]
+                if g.get("Name") == spec.name
+                and g.get("GranteePrincipal") == spec.iam_user_arn
+                and (not exact or sorted(g.get("Operations", [])) == sorted(spec.operations))
+            ]
 
     def holds(self, spec: GrantSpec) -> bool:
         """Whether this request's grant exists on the key."""
-        return bool(self._existing(self.key_arn(spec.target), spec.name))
+        return bool(self._existing(spec.target_arn or self.key_arn(spec.target), spec))
 
     def grant(self, spec: GrantSpec) -> str | None:
-        """Create the grant (or find the one a crashed attempt created) and return its GrantId."""
-        key_arn = self.key_arn(spec.target)
-        existing = self._existing(key_arn, spec.name)
+        """Create the grant on the located key (or find the one a crashed attempt created); return its GrantId."""
+        key_arn = spec.target_arn or self.key_arn(spec.target)
+        existing = self._existing(key_arn, spec, exact=True)
         if existing:
             return existing[0]
         with aws_call("kms:CreateGrant"):
@@ -295,26 +445,19 @@ class KeyGranter:
             )
         return str(answer["GrantId"])
 
-    def revoke(self, spec: GrantSpec, grant_ref: str | None) -> None:
-        """Revoke the grant by its stored GrantId and every other grant of this request's name."""
+    def revoke(self, spec: GrantSpec, grant_ref: str | None) -> Ended:
+        """Revoke the grant by its stored GrantId, and every other grant of this request, on the recorded key."""
+        key_arn = spec.target_arn or self._legacy_key(spec)
+        if key_arn is None:
+            return Ended()
+        # Every grant of this request, not only the stored one: two activations that raced (or a crash after
+        # CreateGrant) may have left another, and none may outlive the request.
         try:
-            key_arn = self.key_arn(spec.target)
+            grant_ids = dict.fromkeys([*([grant_ref] if grant_ref else []), *self._existing(key_arn, spec)])
         except AwsError as exc:
-            if exc.code == "KeyNotEnabled":
-                key_arn = str(self._describe(spec.target)["Arn"])
-            elif exc.gone and is_alias(spec.target):
-                # A deleted alias leaves its key, and the grant on it, in place: find that key.
-                found = self._key_holding(spec.name)
-                if found is None:
-                    return
-                key_arn = found
-            elif exc.gone:
-                return  # the key itself is gone, and every grant on it with it
-            else:
-                raise
-        # Every grant of this request's name, not only the stored one: two activations that raced (or a
-        # crash after CreateGrant) may have left another, and none may outlive the request.
-        grant_ids = dict.fromkeys([*([grant_ref] if grant_ref else []), *self._existing(key_arn, spec.name)])
+            if exc.gone:
+                return Ended()  # the key itself is gone, and every grant on it with it
+            raise
         for grant_id in grant_ids:
             try:
                 with aws_call("kms:RevokeGrant"):
@@ -322,3 +465,18 @@ class KeyGranter:
             except AwsError as exc:
                 if not exc.gone:
                     raise
+        return Ended()
+
+    def _legacy_key(self, spec: GrantSpec) -> str | None:
+        """The key of a grant recorded before key ARNs were stored: resolve the catalog's key ID now."""
+        try:
+            return self.key_arn(spec.target)
+        except AwsError as exc:
+            if exc.code == "KeyNotEnabled":
+                return str(self._describe(spec.target)["Arn"])
+            if exc.gone and is_alias(spec.target):
+                # A deleted alias leaves its key, and the grant on it, in place: find that key.
+                return self._key_holding(spec)
+            if exc.gone:
+                return None  # the key itself is gone, and every grant on it with it
+            raise

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from bot.aws.errors import AwsError, aws_call
 from bot.aws.granters import PREFIX
@@ -15,6 +17,7 @@ class UserPolicy:
 
     user: str
     name: str
+    resources: frozenset[str] = frozenset()  # what it allows AssumeRole on
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class KeyGrant:
     grant_id: str
     name: str
     grantee: str
+    operations: frozenset[str] = frozenset()
 
 
 def request_id_of(name: str) -> int | None:
@@ -51,8 +55,27 @@ def bot_user_policies(iam: Any, users: list[str]) -> list[UserPolicy]:
             if exc.gone:
                 continue
             raise
-        found.extend(UserPolicy(user, name) for name in names if name.startswith(PREFIX))
+        found.extend(UserPolicy(user, name, _resources(iam, user, name)) for name in names if name.startswith(PREFIX))
     return found
+
+
+def _resources(iam: Any, user: str, name: str) -> frozenset[str]:
+    """The resources an inline user policy's statements name (empty when it is gone or unreadable)."""
+    try:
+        with aws_call("iam:GetUserPolicy"):
+            document = iam.get_user_policy(UserName=user, PolicyName=name)["PolicyDocument"]
+    except AwsError as exc:
+        if exc.gone:
+            return frozenset()
+        raise
+    if isinstance(document, str):
+        document = json.loads(unquote(document))
+    statements = document.get("Statement", [])
+    found: set[str] = set()
+    for statement in statements if isinstance(statements, list) else [statements]:
+        resource = statement.get("Resource", [])
+        found.update([resource] if isinstance(resource, str) else resource)
+    return frozenset(found)
 
 
 def group_members(iam: Any, group: str) -> frozenset[str] | None:
@@ -83,7 +106,13 @@ def bot_key_grants(kms: Any, key: str) -> list[KeyGrant]:
     with aws_call("kms:ListGrants"):
         pages = kms.get_paginator("list_grants").paginate(KeyId=key)
         return [
-            KeyGrant(key_arn=key, grant_id=g["GrantId"], name=g["Name"], grantee=g.get("GranteePrincipal", ""))
+            KeyGrant(
+                key_arn=key,
+                grant_id=g["GrantId"],
+                name=g["Name"],
+                grantee=g.get("GranteePrincipal", ""),
+                operations=frozenset(g.get("Operations", [])),
+            )
             for page in pages
             for g in page["Grants"]
             if str(g.get("Name", "")).startswith(PREFIX)

@@ -21,7 +21,9 @@ class Status(StrEnum):
 
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.APPROVED, Status.DENIED, Status.CANCELLED, Status.TIMED_OUT}),
-    Status.APPROVED: frozenset({Status.ACTIVE, Status.FAILED}),
+    # approved -> revoked: an early revoke asked for while the grant was owed or in flight; the access is
+    # removed (or never applied) before the request counts as ended.
+    Status.APPROVED: frozenset({Status.ACTIVE, Status.FAILED, Status.REVOKED}),
     Status.ACTIVE: frozenset({Status.EXPIRED, Status.REVOKED}),
     Status.EXPIRED: frozenset(),
     Status.REVOKED: frozenset(),

@@ -69,11 +69,23 @@ def may_cancel(*, actor: str, requester: str, status: Status) -> Decision:
 def may_revoke(
     *, actor: str, requester: str, approvers: Collection[str], status: Status, operator: bool = False
 ) -> Decision:
-    """May `actor` end this grant early? An operator (the CLI's admin revoke) may end any grant."""
+    """May `actor` end this grant early? An operator (the CLI's admin revoke) may end any grant.
+
+    Accepted whenever access may exist: once active, and while the grant is owed or being applied (approved).
+    """
     if not operator and actor != requester and actor not in approvers:
         return Decision(Reason.NOT_AN_APPROVER)
-    if status is not Status.ACTIVE:
+    if status not in (Status.APPROVED, Status.ACTIVE):
         return Decision(Reason.WRONG_STATE)
+    return ALLOW
+
+
+def may_acknowledge(*, actor: str, requester: str, approvers: Collection[str]) -> Decision:
+    """May `actor` acknowledge a break-glass use? An approver, and never the one who used it."""
+    if actor == requester:
+        return Decision(Reason.SELF_APPROVAL)
+    if actor not in approvers:
+        return Decision(Reason.NOT_AN_APPROVER)
     return ALLOW
 
 

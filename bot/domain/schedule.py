@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
-from bot.domain.lifecycle import Status
+from bot.domain.lifecycle import FINAL, Status
 
 CEILING = timedelta(minutes=15)
 
@@ -27,10 +28,76 @@ class Timeline:
     warn_before: timedelta = timedelta(0)
     warned: bool = True
     unacknowledged_break_glass: bool = False
+    # AWS work: owed from these moments on (see aws_step); retry_at, when set, is the only time that counts.
+    approved_at: datetime | None = None
+    grant_started: bool = False
+    ended: bool = False
+    end_owed_since: datetime | None = None
+    extension_approved_at: datetime | None = None
+    lift_at: datetime | None = None
+    retry_at: datetime | None = None
+
+
+class Step(StrEnum):
+    """The AWS work a request is owed now."""
+
+    GRANT = "grant"  # approved: apply the grant
+    DROP = "drop"  # approved, and an end was asked before anything was applied: end without touching AWS
+    END = "end"  # take the access away: expiry, early revoke, or a revoke asked while the grant was in flight
+    EXTEND = "extend"  # move an approved extension's expiry into AWS
+    CLEANUP = "cleanup"  # a finished request (failed, say) may still hold access: remove it
+    LIFT = "lift"  # a role's deny of old sessions has outlived every session it was for: remove it
+    NONE = "none"
+
+
+def aws_step(line: Timeline, now: datetime) -> Step:
+    """Which AWS work is owed now; an end, once owed, comes before anything else the request wants."""
+    if line.retry_at is not None and now < line.retry_at:
+        return Step.NONE
+    ending = line.end_owed_since is not None
+    if line.status is Status.APPROVED:
+        if ending:
+            return Step.END if line.grant_started else Step.DROP
+        return Step.GRANT
+    if line.status is Status.ACTIVE:
+        if ending or (line.expires_at is not None and line.expires_at <= now):
+            return Step.END
+        return Step.EXTEND if line.extension_approved_at is not None else Step.NONE
+    if line.status in FINAL and line.grant_started and not line.ended:
+        return Step.CLEANUP
+    if line.lift_at is not None and line.lift_at <= now:
+        return Step.LIFT
+    return Step.NONE
+
+
+def _aws_due(line: Timeline) -> datetime | None:
+    """When AWS work is next owed (see aws_step)."""
+    if line.retry_at is not None:
+        return line.retry_at
+    moments: list[datetime] = []
+    if line.status is Status.APPROVED:
+        moments.append(line.end_owed_since or line.approved_at or line.created_at)
+    elif line.status is Status.ACTIVE:
+        moments += [m for m in (line.end_owed_since, line.extension_approved_at) if m is not None]
+    elif line.grant_started and not line.ended:
+        moments.append(line.end_owed_since or line.created_at)
+    if line.lift_at is not None:
+        moments.append(line.lift_at)
+    return min(moments) if moments else None
 
 
 def next_due(line: Timeline) -> datetime | None:
     """The next moment something is owed for a request, or None when nothing ever will be."""
+    aws = _aws_due(line)
+    if line.retry_at is not None:
+        return aws
+    people = _people_due(line)
+    found = [moment for moment in (aws, people) if moment is not None]
+    return min(found) if found else None
+
+
+def _people_due(line: Timeline) -> datetime | None:
+    """Timeouts, reminders, warnings and expiry."""
     if line.status is Status.PENDING:
         moments = [line.created_at + line.pending_timeout]
         if line.reminders_sent < line.max_reminders:

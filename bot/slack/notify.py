@@ -10,12 +10,15 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.errors import UserError
 from bot.metrics import Metrics
 from bot.slack import messages
 from bot.store.models import AccessRequest, Vote
 
 log = logging.getLogger(__name__)
 GROUP_CACHE_SECONDS = 60.0
+# While usergroups.users.list fails, members read up to this long ago still count; after that, nobody does.
+GROUP_STALE_SECONDS = 600.0
 
 
 class SlackNotifier:
@@ -158,7 +161,13 @@ class SlackDirectory:
         except (SlackApiError, OSError) as exc:
             self._metrics.slack_failures.labels(method="usergroups_users_list").inc()
             log.warning("Slack usergroups.users.list failed: %s", _error_of(exc))
-            return cached[1] if cached else frozenset()
+            if cached and time.monotonic() - cached[0] < GROUP_STALE_SECONDS:
+                return cached[1]
+            # Fail closed: membership too old to trust (or never read) approves nobody, and people are told why.
+            raise UserError(
+                f"Slack cannot tell right now who is in the user group {group} ({_error_of(exc)}), so nobody "
+                "counts as its member; try again in a minute."
+            ) from None
         with self._lock:
             self._groups[group] = (time.monotonic(), members)
         return members

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -80,16 +80,45 @@ _local_guard = threading.Lock()
 
 @contextmanager
 def hold_lock(engine: Engine, key: str) -> Iterator[None]:
-    """Hold a named lock across threads and, on PostgreSQL, across replicas."""
-    with _local_guard:
-        local = _local_locks.setdefault(key, threading.Lock())
-    with local:
+    """Hold a named lock across threads and, on PostgreSQL, across replicas (waiting for it)."""
+    with hold_locks(engine, [key], wait=True):
+        yield
+
+
+@contextmanager
+def hold_locks(engine: Engine, keys: Sequence[str], *, wait: bool) -> Iterator[bool]:
+    """Hold several named locks at once, taken in a fixed order; yield whether they were all taken.
+
+    With wait=False nothing blocks: the block runs with False when another thread or replica holds any of
+    them. On PostgreSQL they are transaction advisory locks on one connection, so a process that dies frees
+    them at once (the server ends its session), and the work they guard can be taken over without a lease.
+    """
+    ordered = sorted(set(keys))
+    taken: list[threading.Lock] = []
+    try:
+        for key in ordered:
+            with _local_guard:
+                local = _local_locks.setdefault(key, threading.Lock())
+            if not local.acquire(blocking=wait):
+                yield False
+                return
+            taken.append(local)
         if is_sqlite(engine):
-            yield
+            yield True
             return
         with engine.connect() as connection, connection.begin():
-            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_id(key)})
-            yield
+            for key in ordered:
+                if wait:
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_id(key)})
+                elif not connection.execute(
+                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _lock_id(key)}
+                ).scalar():
+                    yield False
+                    return
+            yield True
+    finally:
+        for local in reversed(taken):
+            local.release()
 
 
 def _lock_id(key: str) -> int:

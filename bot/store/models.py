@@ -33,20 +33,30 @@ class AccessRequest(SQLModel, table=True):
     approvals_required: int = 1
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
-    decided_by: str | None = Field(default=None, max_length=32)
+    # Joined approver IDs: a quorum of up to ten real Slack IDs must fit.
+    decided_by: str | None = Field(default=None, max_length=512)
     decided_at: datetime | None = None
     deny_reason: str | None = Field(default=None, max_length=2000)
     approval_channel: str | None = Field(default=None, max_length=32)
     approval_ts: str | None = Field(default=None, max_length=32)
     # Intent markers: written (and committed) before the AWS call, so a crash in between is recoverable.
+    # The bot may hold access in AWS for the request exactly while grant_started_at is set and ended_at is not.
     grant_started_at: datetime | None = None
     revoke_started_at: datetime | None = None
+    # An early end (revoke) was asked for at this moment: owed work from then on, whatever else is due.
+    end_requested_at: datetime | None = None
     end_status: str | None = Field(default=None, max_length=16)
-    ended_by: str | None = Field(default=None, max_length=32)
+    ended_by: str | None = Field(default=None, max_length=256)
     grant_ref: str | None = Field(default=None, max_length=256)
+    # The concrete AWS object granted on, resolved before the grant (a KMS key's ARN, never its alias).
+    target_arn: str | None = Field(default=None, max_length=2048)
     activated_at: datetime | None = None
     expires_at: datetime | None = None
     ended_at: datetime | None = None
+    # A role's deny of sessions issued before the end stays until then (the role's maximum session duration).
+    sessions_denied_until: datetime | None = None
+    # Failed AWS work (a revoke, an undo, lifting a deny) is tried again at this moment; nothing moves it later.
+    retry_at: datetime | None = None
     warned_at: datetime | None = None
     # Extensions: the pending one (seconds asked for), which voting round is open, how many were granted.
     extension_seconds: int | None = None
@@ -57,13 +67,13 @@ class AccessRequest(SQLModel, table=True):
     reminded_at: datetime | None = None
     auto_approved: bool = False
     break_glass: bool = False
-    acknowledged_by: str | None = Field(default=None, max_length=32)
+    acknowledged_by: str | None = Field(default=None, max_length=64)
     acknowledged_at: datetime | None = None
     attempts: int = 0
     last_error: str | None = Field(default=None, max_length=2000)
     # The next moment the scheduler must look at this row; NULL once nothing more is owed.
     next_due_at: datetime | None = None
-    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_by: str | None = Field(default=None, max_length=256)
     claimed_until: datetime | None = None
 
 
@@ -90,7 +100,7 @@ class AuditEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     request_id: int | None = Field(default=None, index=True)
-    actor: str = Field(max_length=64)
+    actor: str = Field(max_length=512)
     action: str = Field(max_length=32)
     from_status: str | None = Field(default=None, max_length=16)
     to_status: str | None = Field(default=None, max_length=16)

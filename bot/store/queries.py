@@ -79,21 +79,43 @@ def _chain_head(session: Session) -> str:
     return last or chain.GENESIS
 
 
-def other_holders(request: AccessRequest, *, session: Session) -> int:
-    """How many other requests hold (or are granting) the same shared access for the same user."""
-    stmt = (
-        select(func.count())
-        .select_from(AccessRequest)
-        .where(
-            AccessRequest.id != request.id,
-            AccessRequest.iam_user == request.iam_user,
-            AccessRequest.target == request.target,
-            AccessRequest.kind == request.kind,
-            col(AccessRequest.status).in_([Status.APPROVED.value, Status.ACTIVE.value]),
-            col(AccessRequest.grant_started_at).is_not(None),
-            col(AccessRequest.revoke_started_at).is_(None),
-        )
+def may_hold() -> Any:
+    """The one rule for "the bot may hold access in AWS for this request": a grant was started and not yet undone.
+
+    True while the grant is in flight, once active, while its end is being applied, and for a failed or
+    ended request whose removal AWS has not yet accepted.
+    """
+    return col(AccessRequest.grant_started_at).is_not(None) & col(AccessRequest.ended_at).is_(None)
+
+
+def keeps() -> Any:
+    """Requests that hold access and mean to keep it: not ending, not failed."""
+    return (
+        may_hold()
+        & col(AccessRequest.status).in_([Status.APPROVED.value, Status.ACTIVE.value])
+        & col(AccessRequest.revoke_started_at).is_(None)
+        & col(AccessRequest.end_requested_at).is_(None)
     )
+
+
+def _same_access(request: AccessRequest) -> Any:
+    return (
+        (col(AccessRequest.id) != request.id)
+        & (col(AccessRequest.iam_user) == request.iam_user)
+        & (col(AccessRequest.target) == request.target)
+        & (col(AccessRequest.kind) == request.kind)
+    )
+
+
+def other_holders(request: AccessRequest, *, session: Session) -> int:
+    """How many other requests keep the same access for the same user (so ending this one must leave it)."""
+    stmt = select(func.count()).select_from(AccessRequest).where(_same_access(request), keeps())
+    return int(session.exec(stmt).one())
+
+
+def others_may_hold(request: AccessRequest, *, session: Session) -> int:
+    """How many other requests may hold the same access for the same user (kept, or still to be removed)."""
+    stmt = select(func.count()).select_from(AccessRequest).where(_same_access(request), may_hold())
     return int(session.exec(stmt).one())
 
 
@@ -132,6 +154,19 @@ def renew_claim(request_id: int, *, session: Session, owner: str, now: datetime,
         .values(claimed_until=now + lease)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+def renew_claims(request_ids: Sequence[int], *, session: Session, owner: str, now: datetime, lease: timedelta) -> int:
+    """Extend the leases `owner` holds on rows it is working on (its heartbeat); return how many it renewed."""
+    if not request_ids:
+        return 0
+    mine = or_(col(AccessRequest.claimed_by) == owner, col(AccessRequest.claimed_by).startswith(f"{owner}#"))
+    result = session.execute(
+        update(AccessRequest)
+        .where(col(AccessRequest.id).in_(list(request_ids)), mine)
+        .values(claimed_until=now + lease)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def next_due_at(*, session: Session, now: datetime) -> datetime | None:
@@ -222,13 +257,8 @@ def open_count(requester_id: str, *, session: Session) -> int:
 
 
 def holding(*, session: Session) -> Sequence[AccessRequest]:
-    """Requests for which the bot may hold access in AWS now: active, or approved with the grant under way."""
-    stmt = select(AccessRequest).where(
-        or_(
-            col(AccessRequest.status) == Status.ACTIVE.value,
-            (col(AccessRequest.status) == Status.APPROVED.value) & col(AccessRequest.grant_started_at).is_not(None),
-        )
-    )
+    """Requests for which the bot may hold access in AWS now (see may_hold)."""
+    stmt = select(AccessRequest).where(may_hold())
     return session.exec(stmt.order_by(col(AccessRequest.id))).all()
 
 
@@ -258,7 +288,7 @@ def bot_group_pairs(*, session: Session) -> dict[tuple[str, str], int]:
 
 
 def holders_of(kind: str, iam_user: str, target: str, *, session: Session) -> int:
-    """How many requests may hold this user's access to this target now (see `holding`)."""
+    """How many requests may hold this user's access to this target now (see may_hold)."""
     stmt = (
         select(func.count())
         .select_from(AccessRequest)
@@ -266,10 +296,7 @@ def holders_of(kind: str, iam_user: str, target: str, *, session: Session) -> in
             col(AccessRequest.kind) == kind,
             col(AccessRequest.iam_user) == iam_user,
             col(AccessRequest.target) == target,
-            or_(
-                col(AccessRequest.status) == Status.ACTIVE.value,
-                (col(AccessRequest.status) == Status.APPROVED.value) & col(AccessRequest.grant_started_at).is_not(None),
-            ),
+            may_hold(),
         )
     )
     return int(session.exec(stmt).one())
@@ -283,6 +310,16 @@ def granted_targets(kind: str, *, session: Session) -> set[str]:
         .distinct()
     )
     return set(session.exec(stmt).all())
+
+
+def granted_target_arns(kind: str, *, session: Session) -> set[str]:
+    """Every concrete object (KMS key ARN) of that kind the bot ever recorded granting on."""
+    stmt = (
+        select(AccessRequest.target_arn)
+        .where(col(AccessRequest.kind) == kind, col(AccessRequest.target_arn).is_not(None))
+        .distinct()
+    )
+    return {str(arn) for arn in session.exec(stmt).all() if arn}
 
 
 def last_audit_at(action: str, *, session: Session) -> datetime | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -21,12 +21,15 @@ from bot.domain.schedule import Timeline, next_due
 from bot.errors import UserError
 from bot.metrics import Metrics
 from bot.store import queries
-from bot.store.db import hold_lock, session_scope
+from bot.store.db import hold_locks, session_scope
 from bot.store.models import AccessRequest, Vote
+from bot.workflow.claims import ClaimKeeper
 
 log = logging.getLogger("bot.workflow")
 
 SYSTEM = "accessbot"
+# Kinds whose AWS state several requests of one user can share: a group membership, a role's sessions.
+SHARED_STATE = frozenset({Kind.IAM_GROUP, Kind.IAM_ROLE})
 # Actors who act through the operator CLI, not Slack: `cli:<login>`.
 OPERATOR_PREFIX = "cli:"
 
@@ -71,11 +74,13 @@ class Directory(Protocol):
 class Tuning:
     """Timings the tests and benchmarks may shorten."""
 
-    lease: timedelta = timedelta(seconds=60)
+    lease: timedelta = timedelta(seconds=8)
     retry_base: timedelta = timedelta(seconds=5)
     batch: int = 20
     sweep_threads: int = 4
     alert_after: int = 3
+    # How soon to look again at a row whose AWS work another thread or replica is doing right now.
+    busy_retry: timedelta = timedelta(seconds=1)
 
 
 def grant_spec(request: AccessRequest, catalog: Catalog, now: datetime) -> GrantSpec:
@@ -90,7 +95,21 @@ def grant_spec(request: AccessRequest, catalog: Catalog, now: datetime) -> Grant
         expires_at=request.expires_at or now,
         require_mfa=bool(item and item.require_mfa),
         operations=item.operations if isinstance(item, KeyResource) else (),
+        target_arn=request.target_arn,
     )
+
+
+def _aws_times(row: AccessRequest) -> dict[str, Any]:
+    """The row's AWS work, as the schedule reads it."""
+    return {
+        "approved_at": row.decided_at,
+        "grant_started": row.grant_started_at is not None,
+        "ended": row.ended_at is not None,
+        "end_owed_since": row.end_requested_at or row.revoke_started_at,
+        "extension_approved_at": row.extension_approved_at,
+        "lift_at": row.sessions_denied_until,
+        "retry_at": row.retry_at,
+    }
 
 
 def access_lock_key(kind: str, iam_user: str, target: str) -> str:
@@ -126,6 +145,16 @@ class Base:
         self._metrics = metrics or Metrics()
         self._clock = clock
         self._tuning = tuning or Tuning()
+        self._claims = ClaimKeeper(engine, owner=owner, lease=self._tuning.lease, clock=clock)
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claim lasts unless renewed."""
+        return self._tuning.lease.total_seconds()
+
+    def close(self) -> None:
+        """Stop the claim heartbeat (the process is stopping)."""
+        self._claims.stop()
 
     def _move(
         self, session: Session, request: AccessRequest, target: Status, actor: str, now: datetime, **details: Any
@@ -164,6 +193,7 @@ class Base:
                 created_at=row.created_at,
                 pending_timeout=timedelta(0),
                 expires_at=row.expires_at,
+                **_aws_times(row),
             )
         return Timeline(
             status=Status(row.status),
@@ -179,6 +209,7 @@ class Base:
             warn_before=item.warn_before,
             warned=row.warned_at is not None,
             unacknowledged_break_glass=row.break_glass and row.acknowledged_at is None,
+            **_aws_times(row),
         )
 
     def _reschedule(self, row: AccessRequest) -> None:
@@ -196,11 +227,17 @@ class Base:
     def _spec(self, request: AccessRequest) -> GrantSpec:
         return grant_spec(request, self.catalog, self._clock())
 
-    def _exclusive(self, request: AccessRequest, granter: Granter) -> AbstractContextManager[None]:
-        """Serialise grants and revokes of one shared piece of AWS state (a user's group membership)."""
-        if not granter.shared:
-            return nullcontext()
-        return hold_lock(self.engine, access_lock_key(request.kind, request.iam_user, request.target))
+    def _guard(self, request: AccessRequest) -> AbstractContextManager[bool]:
+        """Try to take the locks every AWS step on the request holds; False when another thread or replica has them.
+
+        One lock per request makes its AWS steps (grant, extension, end) strictly one after the other, each on
+        the state the one before left; one per user and target serialises requests that share AWS state (a
+        group membership; a role's sessions). On PostgreSQL they free the moment a process dies.
+        """
+        keys = [f"request:{request.id}"]
+        if Kind(request.kind) in SHARED_STATE:
+            keys.append(access_lock_key(request.kind, request.iam_user, request.target))
+        return hold_locks(self.engine, keys, wait=False)
 
     def _load(self, request_id: int) -> AccessRequest:
         with session_scope(self.engine) as session:

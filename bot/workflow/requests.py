@@ -120,11 +120,12 @@ class RequestFlows(GrantFlows):
         self, *, request_id: int, actor: str, approve: bool, comment: str | None = None, round: int | None = None
     ) -> AccessRequest:
         """Record a vote on a request (round 0) or on its pending extension; one short transaction."""
+        approvers = self._approvers(self._load(request_id))  # Slack lookups stay outside the row lock
         now = self._clock()
         with session_scope(self.engine) as session:
             request = self._locked(request_id, session)
             votes = self._votes(request, session)
-            self._ensure_may_vote(request, votes, actor, round)
+            self._ensure_may_vote(request, votes, actor, round, approvers)
             extending = _extending(request)
             vote = Vote(
                 request_id=request_id,
@@ -153,17 +154,19 @@ class RequestFlows(GrantFlows):
         with session_scope(self.engine) as session:
             request = self._locked(request_id, session)
             votes = self._votes(request, session)
-        self._ensure_may_vote(request, votes, actor, round)
+        self._ensure_may_vote(request, votes, actor, round, self._approvers(request))
         return request
 
-    def _ensure_may_vote(self, request: AccessRequest, votes: list[Vote], actor: str, round: int | None) -> None:
+    def _ensure_may_vote(
+        self, request: AccessRequest, votes: list[Vote], actor: str, round: int | None, approvers: frozenset[str]
+    ) -> None:
         if round is not None and round != request.extension_round:
             raise UserError(f"That vote is about an earlier decision on request #{request.id}; it is closed.")
         item = self.catalog.resource(request.resource)
         decision = policy.may_decide(
             actor=actor,
             requester=request.requester_id,
-            approvers=self._approvers(request),
+            approvers=approvers,
             allow_self_approval=bool(item and item.allow_self_approval),
             status=Status.PENDING if _extending(request) else Status(request.status),
             voted={v.approver_id for v in votes},
@@ -259,10 +262,14 @@ class RequestFlows(GrantFlows):
 
     def acknowledge(self, *, request_id: int, actor: str) -> AccessRequest:
         """An approver acknowledges a break-glass activation; reminders stop."""
+        approvers = self._approvers(self._load(request_id))  # Slack lookups stay outside the row lock
         now = self._clock()
         with session_scope(self.engine) as session:
             request = self._locked(request_id, session)
-            if actor not in self._approvers(request):
+            decision = policy.may_acknowledge(actor=actor, requester=request.requester_id, approvers=approvers)
+            if decision.reason is policy.Reason.SELF_APPROVAL:
+                raise UserError(f"You used break-glass access on #{request_id}; another approver must acknowledge it.")
+            if not decision.allowed:
                 raise UserError(f"Only the approvers of {request.resource} can acknowledge request #{request_id}.")
             if not request.break_glass:
                 raise UserError(f"Request #{request_id} is not a break-glass request.")

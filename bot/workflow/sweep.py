@@ -6,7 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from bot.domain.lifecycle import Status
-from bot.domain.schedule import active_action, pending_action
+from bot.domain.schedule import Step, active_action, aws_step, pending_action
+from bot.errors import UserError
 from bot.logs import about_request
 from bot.store import queries
 from bot.store.db import session_scope
@@ -58,15 +59,11 @@ class Workflow(RequestFlows):
             status = Status(request.status)
             now = self._clock()
             line = self._timeline(request)
-            if status is Status.APPROVED:
-                self.activate(request_id)
-            elif status is Status.ACTIVE and request.extension_approved_at and not request.revoke_started_at:
-                self.apply_extension(request_id)
+            if aws_step(line, now) is not Step.NONE:
+                self.advance(request_id)
             elif status is Status.ACTIVE:
-                action = active_action(line, now, revoke_started=request.revoke_started_at is not None)
-                {"end": self.end, "warn": self._warn, "remind_ack": self._remind_ack}.get(action, self._release)(
-                    request_id
-                )
+                action = active_action(line, now, revoke_started=False)
+                {"warn": self._warn, "remind_ack": self._remind_ack}.get(action, self._release)(request_id)
             elif status is Status.PENDING:
                 action = pending_action(line, now)
                 {"time_out": self._time_out, "remind": self._remind}.get(action, self._release)(request_id)
@@ -116,7 +113,10 @@ class Workflow(RequestFlows):
                 at=now, reminder=row.reminders_sent,
             )  # fmt: skip
             self._reschedule(row)
-        approvers = sorted(self._approvers(row))
+        try:
+            approvers = sorted(self._approvers(row))
+        except UserError:
+            approvers = []  # Slack cannot list the approvers now: remind without mentions
         who = " ".join(f"<@{a}>" for a in approvers if a != row.requester_id)
         lead = "Escalated" if escalating else "Reminder"
         self._notifier.in_thread(row, f"{lead}: request #{request_id} is still waiting for a decision. {who}".strip())

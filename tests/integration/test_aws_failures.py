@@ -203,7 +203,9 @@ def test_a_failing_revoke_stays_owed_and_ends_only_once_aws_accepts_it(
     assert world.iam.list_user_policies(UserName="alice")["PolicyNames"] == []
     actions = audit_actions(bot, request_id)
     assert actions[actions.index("active") + 1 :] == ["revoke_failed", "revoke_failed", "expired"]
-    assert ended.ended_at is not None and ended.next_due_at is None
+    # Nothing is owed any more but lifting the role's session deny, once the role's longest session is over.
+    assert ended.ended_at is not None and ended.sessions_denied_until is not None
+    assert ended.next_due_at == ended.sessions_denied_until
     dm_containing(slack, "U0ALICE", "has ended (expired)")
     gaps = [b - a for a, b in itertools.pairwise(outage.failure_times())]
     assert gaps[0] >= RETRY_BASE * 0.9

@@ -6,10 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
+from bot.aws.checks import source_identity_problem
 from bot.cli import check_config, main
 from bot.config import load_settings
 from tests.integration.flows import catalog_with
@@ -105,7 +108,7 @@ identity:
 """
 
 
-def trust(statement: dict[str, object]) -> str:
+def trust(statement: Mapping[str, object]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
@@ -114,7 +117,8 @@ def test_each_kind_of_problem_gets_its_own_line(
 ) -> None:
     service = {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
     world.iam.create_role(RoleName="ec2-only", AssumeRolePolicyDocument=trust(service))
-    account = {"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": ["sts:AssumeRole", "sts:TagSession"]}
+    assume = ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"]
+    account = {"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": assume}
     world.iam.create_role(RoleName="pathed", Path="/team/", AssumeRolePolicyDocument=trust(account))
     deny = {"Effect": "Deny", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "sts:*"}
     world.iam.create_role(
@@ -158,6 +162,58 @@ def test_each_kind_of_problem_gets_its_own_line(
     ]
     assert f"ok   pathed-role: iam_role {role}/team/pathed" in lines
     assert "ok   identity.static.U0DAVE: IAM user dave" in lines
+
+
+def test_a_role_whose_trust_policy_does_not_allow_setting_the_source_identity_fails_with_the_fix(
+    world: World, catalog_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+    for name, action in [
+        ("assume-only", "sts:AssumeRole"),
+        ("all-of-sts", "sts:*"),
+        ("everything", "*"),
+        ("set-anything", ["sts:AssumeRole", "sts:Set*"]),
+    ]:
+        world.iam.create_role(
+            RoleName=name, AssumeRolePolicyDocument=trust({"Effect": "Allow", "Principal": root, "Action": action})
+        )
+    # Only an Allow counts: a Deny naming the action does not let anyone set the source identity.
+    statements = [
+        {"Effect": "Allow", "Principal": root, "Action": "sts:AssumeRole"},
+        {"Effect": "Deny", "Principal": root, "Action": "sts:SetSourceIdentity"},
+    ]
+    document = json.dumps({"Version": "2012-10-17", "Statement": statements})
+    world.iam.create_role(RoleName="denies-only", AssumeRolePolicyDocument=document)
+    roles = "".join(
+        f"  {name}:\n    kind: iam_role\n    role_arn: arn:aws:iam::{ACCOUNT}:role/{name}\n    approvers: [platform]\n"
+        for name in ("assume-only", "all-of-sts", "everything", "set-anything", "denies-only")
+    )
+    catalog_file.write_text(without_ghost().rstrip() + "\n" + roles)
+
+    code, lines = run(monkeypatch, capsys, catalog_file)
+
+    assert code == 1
+    role = f"arn:aws:iam::{ACCOUNT}:role"
+    fix = (
+        "does not allow sts:SetSourceIdentity, so nobody can assume it with the source identity accessbot "
+        'requires; add "sts:SetSourceIdentity" to the Action of the statement that allows sts:AssumeRole'
+    )
+    assert [line for line in lines if not line.startswith("ok   ")] == [
+        f"FAIL assume-only: iam_role {role}/assume-only: the trust policy of role assume-only {fix}",
+        f"FAIL denies-only: iam_role {role}/denies-only: the trust policy of role denies-only {fix}",
+        f"catalog {catalog_file}: 9 resource(s): 2 problem(s) in AWS account {ACCOUNT}",
+    ]
+    for name in ("prod-readonly", "all-of-sts", "everything", "set-anything"):
+        assert f"ok   {name}: iam_role {role}/{name}" in lines
+
+
+def test_the_source_identity_check_reads_a_url_encoded_trust_policy() -> None:
+    allowed = {"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": ["sts:AssumeRole", "STS:SetSourceIdentity"]}
+    assert source_identity_problem(quote(trust(allowed)), "r") is None
+    allowed["Action"] = "sts:AssumeRole"
+    problem = source_identity_problem(quote(trust(allowed)), "r")
+    assert problem == source_identity_problem(json.loads(trust(allowed)), "r")
+    assert str(problem).startswith("the trust policy of role r does not allow sts:SetSourceIdentity")
 
 
 def test_unreachable_aws_is_one_line_and_exit_2_and_offline_mode_skips_aws(

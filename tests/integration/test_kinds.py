@@ -48,9 +48,12 @@ def test_role_grant_is_a_time_limited_inline_policy_deleted_at_expiry(bot: Bot, 
             {
                 "Sid": "AccessbotAssumeRole",
                 "Effect": "Allow",
-                "Action": "sts:AssumeRole",
+                "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
                 "Resource": world.role_arn,
-                "Condition": {"DateLessThan": {"aws:CurrentTime": until}},
+                "Condition": {
+                    "DateLessThan": {"aws:CurrentTime": until},
+                    "StringEquals": {"sts:SourceIdentity": "alice"},
+                },
             }
         ],
     }
@@ -91,9 +94,11 @@ def test_mfa_is_required_at_submission_and_written_into_the_policy(
     statement = world.iam.get_user_policy(UserName="alice", PolicyName=f"accessbot-{request_id}")["PolicyDocument"][
         "Statement"
     ][0]
-    assert statement["Action"] == "sts:AssumeRole" and statement["Resource"] == world.role_arn
+    assert statement["Action"] == ["sts:AssumeRole", "sts:SetSourceIdentity"]
+    assert statement["Resource"] == world.role_arn
     assert statement["Condition"] == {
         "DateLessThan": {"aws:CurrentTime": active.expires_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
+        "StringEquals": {"sts:SourceIdentity": "alice"},
         "Bool": {"aws:MultiFactorAuthPresent": "true"},
     }
     bot.wait_status(request_id, "expired", timeout=8)

@@ -17,7 +17,7 @@ import requests
 
 from bot.catalog import Kind
 from bot.clock import utcnow
-from bot.scheduler import RECONCILE_JOB, SWEEP_JOB, WAKE_JOB
+from bot.scheduler import RECONCILE_JOB, SWEEP_JOB, TAKEOVER_JOB, WAKE_JOB
 from bot.store.db import make_engine, session_scope
 from bot.store.models import AccessRequest
 from tests.conftest import SECRET, TOKEN, Bot, wait_until
@@ -48,7 +48,7 @@ def test_thousands_of_due_times_keep_two_jobs_and_arm_the_earliest(make_bot: Cal
     scheduler.sweep()
 
     jobs = scheduler.jobs()
-    assert set(jobs) == {SWEEP_JOB, WAKE_JOB, RECONCILE_JOB}, "one job each, none per grant"
+    assert set(jobs) == {SWEEP_JOB, TAKEOVER_JOB, WAKE_JOB, RECONCILE_JOB}, "one job each, none per grant"
     assert jobs[WAKE_JOB] == now + timedelta(hours=1), "woken exactly when the earliest grant falls due"
 
 

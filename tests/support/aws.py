@@ -62,7 +62,7 @@ def seed() -> World:
     trust = (
         '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::'
         + ACCOUNT
-        + ':root"},"Action":"sts:AssumeRole"}]}'
+        + ':root"},"Action":["sts:AssumeRole","sts:SetSourceIdentity"]}]}'
     )
     role_arn = iam.create_role(RoleName="prod-readonly", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
     key = kms.create_key(Description="payments")["KeyMetadata"]

@@ -20,6 +20,10 @@ SPEC_ARROWS = {
     (S.PENDING, S.CANCELLED),
     (S.PENDING, S.TIMED_OUT),
     (S.APPROVED, S.FAILED),
+    # SPEC.md "Slack surface": `/access revoke` is accepted while the grant is owed or being applied. When the
+    # revoke comes before anything was applied, the request ends without ever being active (nothing was
+    # granted, so it must not show as active); once AWS has the grant it goes active -> revoked as usual.
+    (S.APPROVED, S.REVOKED),
 }
 SPEC_FINAL = {S.EXPIRED, S.REVOKED, S.DENIED, S.CANCELLED, S.TIMED_OUT, S.FAILED}
 

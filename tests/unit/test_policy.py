@@ -105,13 +105,15 @@ def test_may_cancel(actor: str, status: Status, reason: Reason) -> None:
     ("actor", "status", "reason"),
     [
         pytest.param(ALICE, Status.ACTIVE, R.ALLOWED, id="requester-ends-own-grant-early"),
+        pytest.param(ALICE, Status.APPROVED, R.ALLOWED, id="requester-ends-grant-while-it-is-applied"),
+        pytest.param(BOB, Status.APPROVED, R.ALLOWED, id="approver-ends-grant-while-it-is-applied"),
         pytest.param(BOB, Status.ACTIVE, R.ALLOWED, id="approver-ends-grant"),
         pytest.param(MALLORY, Status.ACTIVE, R.NOT_AN_APPROVER, id="stranger-refused"),
         pytest.param(MALLORY, Status.PENDING, R.NOT_AN_APPROVER, id="stranger-refused-whatever-the-state"),
         *[
             pytest.param(ALICE, status, R.WRONG_STATE, id=f"not-revocable-when-{status.value}")
             for status in Status
-            if status is not Status.ACTIVE
+            if status not in (Status.ACTIVE, Status.APPROVED)
         ],
         pytest.param(BOB, Status.EXPIRED, R.WRONG_STATE, id="approver-cannot-revoke-expired"),
     ],

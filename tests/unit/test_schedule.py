@@ -51,7 +51,8 @@ def due(**overrides: Any) -> datetime | None:
         pytest.param(due(warn_before=timedelta(0)), T0 + M + H, id="no-warning-period-due-at-expiry"),
         pytest.param(due(activated_at=None), T0 + M + H, id="active-without-activation-time-expires"),
         pytest.param(due(expires_at=None), None, id="active-without-expiry-never-due"),
-        pytest.param(due(status=Status.APPROVED), None, id="approved-scheduled-by-workflow-not-here"),
+        pytest.param(due(status=Status.APPROVED), T0, id="approved-owes-its-grant-from-approval"),
+        pytest.param(due(status=Status.APPROVED, approved_at=T0 + M), T0 + M, id="approved-due-at-approval"),
         *[
             pytest.param(due(status=status), None, id=f"{status.value}-never-due")
             for status in (
