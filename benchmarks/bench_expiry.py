@@ -26,7 +26,7 @@ from benchmarks.harness import (
     percentile,
     start_bot,
 )
-from bot.aws.granters import Granter, GrantSpec
+from bot.aws.granters import Ended, Granter, GrantSpec
 from bot.catalog import Kind
 from bot.clock import utcnow
 from bot.runtime import Runtime
@@ -48,16 +48,23 @@ class TimedGranter:
         self._done = done
         self._lock = lock
 
+    def locate(self, spec: GrantSpec) -> str | None:
+        return self._inner.locate(spec)
+
     def holds(self, spec: GrantSpec) -> bool:
         return self._inner.holds(spec)
 
     def grant(self, spec: GrantSpec) -> str | None:
         return self._inner.grant(spec)
 
-    def revoke(self, spec: GrantSpec, grant_ref: str | None) -> None:
-        self._inner.revoke(spec, grant_ref)
+    def revoke(self, spec: GrantSpec, grant_ref: str | None) -> Ended:
+        ended = self._inner.revoke(spec, grant_ref)
         with self._lock:
             self._done[spec.request_id] = utcnow()
+        return ended
+
+    def lift(self, spec: GrantSpec) -> None:
+        self._inner.lift(spec)
 
 
 def timed(runtime: Runtime, done: dict[int, datetime]) -> None:

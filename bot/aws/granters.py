@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -219,9 +221,14 @@ class RoleGranter:
 
     shared = False
 
+    # How long a role's maximum session duration is taken as read (GetRole costs a call on every end).
+    SESSION_LIMIT_CACHE = 60.0
+
     def __init__(self, iam: Any, clock: Callable[[], datetime] = utcnow) -> None:
         self._iam = iam
         self._clock = clock
+        self._longest: dict[str, tuple[float, int]] = {}
+        self._guard = threading.Lock()
 
     def locate(self, spec: GrantSpec) -> str | None:
         """Refuse a role that does not exist (IAM itself accepts a policy naming any ARN)."""
@@ -305,8 +312,7 @@ class RoleGranter:
         ended = self._clock().replace(microsecond=0) + timedelta(seconds=1)
         role = role_name(spec.target)
         try:
-            with aws_call("iam:GetRole"):
-                longest = int(self._iam.get_role(RoleName=role)["Role"].get("MaxSessionDuration") or 3600)
+            longest = self._longest_session(role)
         except AwsError as exc:
             if exc.gone:
                 return Ended(note="the role no longer exists, and its sessions with it")
@@ -320,6 +326,18 @@ class RoleGranter:
                 raise
             self._deny_as_managed_policy(spec, role, document)
         return Ended(lift_at=ended + timedelta(seconds=longest))
+
+    def _longest_session(self, role: str) -> int:
+        """The role's maximum session duration in seconds (read at most once a minute per role)."""
+        with self._guard:
+            cached = self._longest.get(role)
+        if cached is not None and time.monotonic() - cached[0] < self.SESSION_LIMIT_CACHE:
+            return cached[1]
+        with aws_call("iam:GetRole"):
+            longest = int(self._iam.get_role(RoleName=role)["Role"].get("MaxSessionDuration") or 3600)
+        with self._guard:
+            self._longest[role] = (time.monotonic(), longest)
+        return longest
 
     def _deny_as_managed_policy(self, spec: GrantSpec, role: str, document: str) -> None:
         """The role's inline policies are full (10,240 characters): put the deny in a managed policy instead."""

@@ -118,7 +118,12 @@ def seed() -> Aws:
     trust = {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "sts:AssumeRole"}
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                # SetSourceIdentity: role grants require it, so that sessions can be ended with the grant.
+                "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
+            }
         ],
     }
     iam.create_role(RoleName="prod-readonly", AssumeRolePolicyDocument=json.dumps(trust))

@@ -26,21 +26,24 @@ from bot.store.db import session_scope
 from bot.store.models import AccessRequest
 from bot.workflow.base import OPERATOR_PREFIX, SYSTEM, Base, log
 
-# A step can leave another owed at once (a grant whose revoke was asked meanwhile): do both in one visit.
+# A step can leave another owed at once (a grant or an extension whose revoke was asked meanwhile): do
+# both in one visit. The other steps end what is owed (a lift is due hours later).
 MAX_STEPS = 4
+CHAINED = frozenset({Step.GRANT, Step.EXTEND})
 
 
 class GrantFlows(Base):
     """Use cases that change what AWS grants."""
 
-    def advance(self, request_id: int, _claim: str | None = None) -> None:
+    def advance(self, request_id: int, _claim: str | None = None, *, loaded: AccessRequest | None = None) -> None:
         """Do the AWS work the request is owed now (grant, extend, end, undo, lift a session deny), if any.
 
         Safe to call from anywhere, any number of times: when another thread or replica is working on the
         request, this returns at once and the row is looked at again shortly (the work stays owed in it).
+        `loaded` (the row read just before, e.g. by the sweep) only names the locks; the row is read again
+        once they are held.
         """
-        request = self._load(request_id)
-        with self._guard(request) as held:
+        with self._guard(loaded or self._load(request_id)) as held:
             if not held:
                 self._busy(request_id)
                 return
@@ -51,6 +54,8 @@ class GrantFlows(Base):
                     if step is Step.NONE:
                         return
                     self._steps[step](self, row)
+                    if step not in CHAINED:
+                        return
 
     # The names callers know; each is the same visit.
     activate = advance

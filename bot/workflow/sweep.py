@@ -60,7 +60,7 @@ class Workflow(RequestFlows):
             now = self._clock()
             line = self._timeline(request)
             if aws_step(line, now) is not Step.NONE:
-                self.advance(request_id)
+                self.advance(request_id, loaded=request)
             elif status is Status.ACTIVE:
                 action = active_action(line, now, revoke_started=False)
                 {"warn": self._warn, "remind_ack": self._remind_ack}.get(action, self._release)(request_id)

@@ -511,3 +511,51 @@ def test_objects_named_like_the_bots_but_not_its_own_are_never_adopted_or_remove
     left = world.kms.list_grants(KeyId=world.key_arn)["Grants"]
     assert [g["GrantId"] for g in left] == [theirs]
     assert world.iam.list_user_policies(UserName="carol")["PolicyNames"] == [f"accessbot-{request_id}"]
+
+
+class LockProbe:
+    """A Directory that, whenever asked for user-group members, checks no transaction holds the request's row."""
+
+    def __init__(self, inner: Any, database_url: str) -> None:
+        self._inner = inner
+        self._url = database_url
+        self.request_id = 0
+        self.seen_locked: list[bool] = []
+
+    def expand(self, ids: frozenset[str]) -> frozenset[str]:
+        self.seen_locked.append(self._row_locked())
+        return self._inner.expand(ids)  # type: ignore[no-any-return]
+
+    def _row_locked(self) -> bool:
+        import psycopg
+
+        with psycopg.connect(self._url.replace("postgresql+psycopg://", "postgresql://")) as probe:
+            try:
+                probe.execute("SELECT id FROM access_requests WHERE id = %s FOR UPDATE NOWAIT", (self.request_id,))
+                return False
+            except psycopg.errors.LockNotAvailable:
+                return True
+
+
+@pytest.mark.postgres
+def test_slack_user_group_lookups_happen_outside_the_row_lock(
+    make_bot: Callable[..., Bot], catalog_file: Path, slack: FakeSlack, database_url: str
+) -> None:
+    """A slow usergroups.users.list must never hold a request's row lock (PostgreSQL: row locks are per row)."""
+    from bot.slack.messages import ACTION_APPROVE
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite locks the whole database for any writer; the row lock is PostgreSQL's")
+    catalog_file.write_text(catalog_with(GROUP_APPROVED))
+    slack.usergroups = {"S0ONCALL": ["U0OSCAR"]}
+    bot = make_bot()
+    probe = LockProbe(bot.runtime.workflow._directory, database_url)
+    bot.runtime.workflow._directory = probe
+    probe.request_id = file_request(bot, "U0ALICE", "request oncall-group 1h look")
+    wait_until(lambda: (r := bot.request(probe.request_id)) is not None and r.approval_ts is not None)
+
+    bot.sender.click("U0OSCAR", ACTION_APPROVE, str(probe.request_id))  # a vote
+    bot.wait_status(probe.request_id, "active")
+    bot.sender.command("U0OSCAR", f"revoke {probe.request_id}")  # a revoke by an approver
+    bot.wait_status(probe.request_id, "revoked")
+    assert probe.seen_locked and not any(probe.seen_locked), probe.seen_locked

@@ -7,7 +7,16 @@ from collections.abc import Collection
 import pytest
 
 from bot.domain.lifecycle import Status
-from bot.domain.policy import ALLOW, Decision, Reason, may_cancel, may_decide, may_revoke, quorum_reached
+from bot.domain.policy import (
+    ALLOW,
+    Decision,
+    Reason,
+    may_acknowledge,
+    may_cancel,
+    may_decide,
+    may_revoke,
+    quorum_reached,
+)
 
 ALICE, BOB, CAROL, MALLORY = "U0ALICE", "U0BOB", "U0CAROL", "U0MALLORY"
 APPROVERS = frozenset({BOB, CAROL})
@@ -143,3 +152,16 @@ def test_quorum_reached(approved_by: Collection[str], required: int, reached: bo
 def test_allow_is_the_only_allowed_reason() -> None:
     assert ALLOW.allowed
     assert [r for r in Reason if Decision(r).allowed] == [R.ALLOWED]
+
+
+@pytest.mark.parametrize(
+    ("actor", "reason"),
+    [
+        pytest.param(BOB, R.ALLOWED, id="an-approver-acknowledges"),
+        pytest.param(ALICE, R.SELF_APPROVAL, id="the-user-of-break-glass-never-acknowledges-it"),
+        pytest.param(MALLORY, R.NOT_AN_APPROVER, id="a-stranger-cannot"),
+    ],
+)
+def test_may_acknowledge(actor: str, reason: Reason) -> None:
+    decision = may_acknowledge(actor=actor, requester=ALICE, approvers=APPROVERS | {ALICE})
+    assert decision.reason is reason

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.domain.lifecycle import Status
-from bot.domain.schedule import Timeline, next_due, retry_delay
+from bot.domain.schedule import Step, Timeline, aws_step, next_due, retry_delay
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -107,3 +107,80 @@ def test_retry_delay_never_decreases_and_stays_in_bounds(attempts: int, base: ti
     delay = retry_delay(attempts, base)
     assert min(base, 15 * M) <= delay <= 15 * M
     assert retry_delay(attempts + 1, base) >= delay
+
+
+# -- AWS work: which step is owed, and when ------------------------------------------------------
+
+
+def line(**overrides: Any) -> Timeline:
+    """An active grant from T0+1m to T0+1m+1h (a warning due 10m before its end), as in `due`."""
+    values: dict[str, Any] = {
+        "status": Status.ACTIVE,
+        "created_at": T0,
+        "pending_timeout": 4 * H,
+        "expires_at": T0 + M + H,
+        "warn_before": 10 * M,
+        "warned": False,
+        "activated_at": T0 + M,
+        "approved_at": T0 + M,
+        "grant_started": True,
+    }
+    values.update(overrides)
+    return Timeline(**values)
+
+
+NOW = T0 + 2 * M
+
+
+@pytest.mark.parametrize(
+    ("timeline", "step"),
+    [
+        pytest.param(line(status=Status.APPROVED, grant_started=False), Step.GRANT, id="approved-owes-its-grant"),
+        pytest.param(line(status=Status.APPROVED), Step.GRANT, id="a-started-grant-is-finished"),
+        pytest.param(
+            line(status=Status.APPROVED, grant_started=False, end_owed_since=T0 + M),
+            Step.DROP,
+            id="revoked-before-anything-was-applied-ends-without-aws",
+        ),
+        pytest.param(
+            line(status=Status.APPROVED, end_owed_since=T0 + M), Step.END, id="revoked-while-the-grant-was-in-flight"
+        ),
+        pytest.param(line(), Step.NONE, id="active-not-due"),
+        pytest.param(line(expires_at=NOW), Step.END, id="active-expired"),
+        pytest.param(line(end_owed_since=T0 + M), Step.END, id="active-revoke-asked"),
+        pytest.param(
+            line(end_owed_since=T0 + M, extension_approved_at=T0 + M), Step.END, id="an-end-comes-before-an-extension"
+        ),
+        pytest.param(line(extension_approved_at=T0 + M), Step.EXTEND, id="approved-extension"),
+        pytest.param(line(end_owed_since=T0 + M, retry_at=NOW + M), Step.NONE, id="a-failed-end-waits-its-backoff"),
+        pytest.param(line(end_owed_since=T0 + M, retry_at=NOW), Step.END, id="and-is-tried-again-then"),
+        pytest.param(line(status=Status.FAILED), Step.CLEANUP, id="failed-grant-still-held-is-undone"),
+        pytest.param(line(status=Status.FAILED, ended=True), Step.NONE, id="failed-grant-undone"),
+        pytest.param(line(status=Status.FAILED, grant_started=False), Step.NONE, id="failed-before-any-aws-call"),
+        pytest.param(line(status=Status.REVOKED, ended=True, lift_at=NOW), Step.LIFT, id="session-deny-lifted"),
+        pytest.param(line(status=Status.EXPIRED, ended=True, lift_at=NOW + H), Step.NONE, id="session-deny-kept"),
+        pytest.param(line(status=Status.DENIED, grant_started=False), Step.NONE, id="denied-owes-nothing"),
+    ],
+)
+def test_aws_step(timeline: Timeline, step: Step) -> None:
+    assert aws_step(timeline, NOW) is step
+
+
+@pytest.mark.parametrize(
+    ("timeline", "expected"),
+    [
+        pytest.param(line(end_owed_since=T0 + M), T0 + M, id="an-asked-end-is-due-at-once"),
+        pytest.param(
+            line(end_owed_since=T0 + M, retry_at=T0 + 50 * M), T0 + 50 * M, id="a-retry-ignores-the-earlier-warning"
+        ),
+        pytest.param(
+            line(end_owed_since=T0 + M, retry_at=T0 + 3 * H), T0 + 3 * H, id="and-nothing-else-moves-it-either"
+        ),
+        pytest.param(line(extension_approved_at=T0 + 2 * M), T0 + 2 * M, id="an-approved-extension-is-due"),
+        pytest.param(line(status=Status.FAILED, end_owed_since=T0 + 3 * M), T0 + 3 * M, id="an-owed-undo-is-due"),
+        pytest.param(line(status=Status.REVOKED, ended=True, lift_at=T0 + 2 * H), T0 + 2 * H, id="lift-when-due"),
+        pytest.param(line(status=Status.REVOKED, ended=True), None, id="ended-owes-nothing"),
+    ],
+)
+def test_next_due_includes_owed_aws_work(timeline: Timeline, expected: datetime | None) -> None:
+    assert next_due(timeline) == expected
