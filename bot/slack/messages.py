@@ -173,7 +173,7 @@ def _requester_text(request: AccessRequest, event: str) -> str:
         "approved": f"Your request for {name} was approved by {_mentions(request.decided_by)}; granting it now.",
         "denied": f"Your request for {name} was denied by {_mentions(request.decided_by)}"
         + _because(request.deny_reason),
-        "active": f"You now have {name} until {when(request.expires_at)}.",
+        "active": f"You now have {name} until {when(request.expires_at)}." + _how_to_use(request),
         "failed": f"Your request for {name} failed: {escape(request.last_error or 'unknown error')}",
         "expiring": f"Your access to {name} ends at {when(request.expires_at)}. Need longer? Extend it.",
         "ended": f"Your access to {name} has ended ({request.status.replace('_', ' ')}).",
@@ -183,6 +183,16 @@ def _requester_text(request: AccessRequest, event: str) -> str:
         "extension_failed": f"The extension of {name} failed: {escape(request.last_error or '')}",
     }
     return texts[event]
+
+
+def _how_to_use(request: AccessRequest) -> str:
+    """For a role: the source identity its sessions must carry (so they can be ended with the grant)."""
+    if request.kind != "iam_role":
+        return ""
+    return (
+        f" Assume it with your IAM user as the source identity: `aws sts assume-role --role-arn {request.target} "
+        f"--role-session-name {request.iam_user} --source-identity {request.iam_user}`."
+    )
 
 
 def requester_blocks(request: AccessRequest, event: str) -> Blocks | None:

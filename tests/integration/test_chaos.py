@@ -29,7 +29,7 @@ from bot.config import Settings
 from bot.errors import UserError
 from bot.runtime import Runtime
 from bot.store.db import session_scope
-from bot.store.models import AccessRequest
+from bot.store.models import AccessRequest, AuditEvent
 from tests.conftest import TOKEN, wait_until
 from tests.support.aws import World, members
 from tests.support.catalogs import BASIC
@@ -188,6 +188,8 @@ def run(
                 poke(front, engine, request_id, rng)
             time.sleep(rng.uniform(0.05, 0.3))
         assert killed
+        modes = {call.mode for call in proxy.calls}
+        assert {"error", "applied_then_error", "throttle", "slow"} <= modes, f"faults injected: {modes}"
 
         # Long grants still run: stop the faults, let everything settle, and compare.
         proxy.clear_rules()
@@ -214,6 +216,9 @@ def run(
         assert all(r.sessions_denied_until is not None for r in rows if f"accessbot-{r.id}" in role_ends)
         statuses = {r.status for r in rows}
         assert statuses <= {"expired", "revoked", "failed"}, statuses
+        with session_scope(engine) as session:
+            happened = {e.action for e in session.exec(select(AuditEvent)).all()}
+        assert {"extended", "revoke_requested", "expired"} <= happened, happened
     finally:
         front.stop()
         crew.stop()

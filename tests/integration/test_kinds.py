@@ -58,7 +58,8 @@ def test_role_grant_is_a_time_limited_inline_policy_deleted_at_expiry(bot: Bot, 
         ],
     }
     assert active.grant_ref == name
-    dm_containing(slack, "U0ALICE", "You now have *prod-readonly*")
+    told = dm_containing(slack, "U0ALICE", "You now have *prod-readonly*")
+    assert f"--role-arn {world.role_arn} --role-session-name alice --source-identity alice" in told
 
     bot.wait_status(request_id, "expired", timeout=8)
     assert inline_policies(world, "alice") == []
