@@ -107,12 +107,17 @@ def hold_locks(engine: Engine, keys: Sequence[str], *, wait: bool) -> Iterator[b
             yield True
             return
         with engine.connect() as connection, connection.begin():
-            for key in ordered:
-                if wait:
-                    connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_id(key)})
-                elif not connection.execute(
-                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _lock_id(key)}
-                ).scalar():
+            ids = [_lock_id(key) for key in ordered]
+            if wait:
+                for lock_id in ids:
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})
+            else:
+                # One round trip for all of them; any taken before a refusal is freed with the transaction.
+                taken_all = connection.execute(
+                    text("SELECT bool_and(pg_try_advisory_xact_lock(k)) FROM unnest(CAST(:ks AS bigint[])) AS k"),
+                    {"ks": ids},
+                ).scalar()
+                if not taken_all:
                     yield False
                     return
             yield True

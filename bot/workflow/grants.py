@@ -24,7 +24,7 @@ from bot.errors import UserError
 from bot.store import queries
 from bot.store.db import session_scope
 from bot.store.models import AccessRequest
-from bot.workflow.base import OPERATOR_PREFIX, SYSTEM, Base, log
+from bot.workflow.base import OPERATOR_PREFIX, SHARED_STATE, SYSTEM, Base, log
 
 # A step can leave another owed at once (a grant or an extension whose revoke was asked meanwhile): do
 # both in one visit. The other steps end what is owed (a lift is due hours later).
@@ -260,14 +260,20 @@ class GrantFlows(Base):
         assert request.id is not None
         granter = self._granters[Kind(request.kind)]
         try:
-            with session_scope(self.engine) as session:
-                kept = queries.other_holders(request, session=session) > 0
+            kept = self._kept_elsewhere(request)
             if kept and granter.shared:
                 return Ended(note="another grant of the same access keeps it")
             return granter.revoke(replace(self._spec(request), end_sessions=not kept), request.grant_ref)
         except AwsError as exc:
             self._aws_failed(request.id, exc, "revoke_failed")
             return None
+
+    def _kept_elsewhere(self, request: AccessRequest) -> bool:
+        """Whether another grant keeps the same shared AWS state (a membership, a role's sessions) for the user."""
+        if Kind(request.kind) not in SHARED_STATE:
+            return False
+        with session_scope(self.engine) as session:
+            return queries.other_holders(request, session=session) > 0
 
     def _ended(self, row: AccessRequest, ended: Ended, now: Any) -> None:
         """AWS accepted the removal: nothing is held any more (a session deny may still be owed its lifting)."""
@@ -346,8 +352,7 @@ class GrantFlows(Base):
         if attempted is not None:
             granter = self._granters[Kind(request.kind)]
             try:
-                with session_scope(self.engine) as session:
-                    kept = queries.other_holders(request, session=session) > 0
+                kept = self._kept_elsewhere(request)
                 if not (kept and granter.shared):
                     ended = granter.revoke(replace(attempted, end_sessions=not kept), None)
             except AwsError as exc:

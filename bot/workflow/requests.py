@@ -112,7 +112,7 @@ class RequestFlows(GrantFlows):
             self._notifier.tell_requester(request, "approved")
             if request.break_glass:
                 self._to_audit_channel(request, "break_glass")
-            self.activate(request_id, claim)
+            self.advance(request_id, claim, loaded=request)
         else:
             self._notifier.tell_requester(request, "filed")
 
@@ -192,9 +192,9 @@ class RequestFlows(GrantFlows):
             self._to_audit_channel(request, "denied")
         elif request.status == Status.APPROVED:
             self._notifier.tell_requester(request, "approved")
-            self.activate(request_id, claim)
+            self.advance(request_id, claim, loaded=request)
         elif request.status == Status.ACTIVE and request.extension_approved_at is not None:
-            self.apply_extension(request_id, claim)
+            self.advance(request_id, claim, loaded=request)
         elif request.status == Status.ACTIVE and any(not v.approve for v in votes):
             self._notifier.tell_requester(request, "extension_denied")
 
@@ -252,7 +252,7 @@ class RequestFlows(GrantFlows):
         """Apply an auto-approved extension, or post it for approval (off the request thread)."""
         request = self._load(request_id)
         if request.extension_approved_at is not None:
-            self.apply_extension(request_id, claim)
+            self.advance(request_id, claim, loaded=request)
             return
         where = self._notifier.request_filed(request, [])
         if where is not None:
