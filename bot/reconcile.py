@@ -28,6 +28,7 @@ from bot.aws.granters import PREFIX, Granter, GrantSpec
 from bot.catalog import Catalog, GroupResource, KeyResource, Kind
 from bot.clock import utcnow
 from bot.config import Settings
+from bot.domain.audit import AuditAction
 from bot.domain.lifecycle import Status
 from bot.errors import ConfigError
 from bot.store import queries
@@ -36,7 +37,7 @@ from bot.store.models import AccessRequest
 from bot.workflow.base import SHARED_STATE, SYSTEM, access_lock_key, grant_spec
 
 log = logging.getLogger(__name__)
-RUN_ACTION = "reconcile"
+RUN_ACTION = AuditAction.RECONCILE
 MAX_ALERT_LINES = 20
 
 
@@ -344,9 +345,14 @@ class Reconciler:
             if grant_ref is not None:
                 row.grant_ref = grant_ref
             queries.record_audit(
-                session=session, actor=SYSTEM, action="grant_reapplied", request_id=row.id, at=now,
-                found=drift.detail, grant_ref=grant_ref,
-            )  # fmt: skip
+                session=session,
+                actor=SYSTEM,
+                action=AuditAction.GRANT_REAPPLIED,
+                request_id=row.id,
+                at=now,
+                found=drift.detail,
+                grant_ref=grant_ref,
+            )
         return Fix(drift, "re-applied", True)
 
     def _remove(self, drift: Drift) -> Fix:
@@ -366,9 +372,17 @@ class Reconciler:
                 spec = GrantSpec(request_id, iam_user=drift.user, iam_user_arn="", target=drift.target, expires_at=now)
                 self._granters[drift.kind].revoke(spec, None)
             queries.record_audit(
-                session=session, actor=SYSTEM, action="orphan_removed", request_id=row.id if row else None, at=now,
-                kind=drift.kind.value, user=drift.user, target=drift.target, name=drift.thing, found=drift.detail,
-            )  # fmt: skip
+                session=session,
+                actor=SYSTEM,
+                action=AuditAction.ORPHAN_REMOVED,
+                request_id=row.id if row else None,
+                at=now,
+                kind=drift.kind.value,
+                user=drift.user,
+                target=drift.target,
+                name=drift.thing,
+                found=drift.detail,
+            )
         return Fix(drift, "removed", True)
 
     # -- on a schedule -------------------------------------------------------------------------
@@ -387,7 +401,7 @@ class Reconciler:
         log.warning("reconcile found %d drift(s) between the database and AWS", report.unresolved)
         with session_scope(self.engine) as session:
             queries.record_audit(
-                session=session, actor=SYSTEM, action="drift_found", at=self._clock(),
+                session=session, actor=SYSTEM, action=AuditAction.DRIFT_FOUND, at=self._clock(),
                 drift=[d.line for d in report.drift[:MAX_ALERT_LINES]], count=len(report.drift),
             )  # fmt: skip
         by_channel: dict[str, list[Drift]] = {}

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, or_, text, update
 from sqlmodel import Session, col, select
 
+from bot.domain.audit import AuditAction
 from bot.domain.lifecycle import Status
 from bot.store import chain
 from bot.store.models import AccessRequest, AuditEvent, Vote
@@ -37,7 +38,7 @@ def record_audit(
     *,
     session: Session,
     actor: str,
-    action: str,
+    action: AuditAction,
     request_id: int | None = None,
     from_status: Status | None = None,
     to_status: Status | None = None,
@@ -48,7 +49,7 @@ def record_audit(
     event = AuditEvent(
         request_id=request_id,
         actor=actor,
-        action=action,
+        action=str(action),
         from_status=from_status.value if from_status else None,
         to_status=to_status.value if to_status else None,
         details=json.dumps(details, sort_keys=True, default=str),
@@ -322,7 +323,7 @@ def granted_target_arns(kind: str, *, session: Session) -> set[str]:
     return {str(arn) for arn in session.exec(stmt).all() if arn}
 
 
-def last_audit_at(action: str, *, session: Session) -> datetime | None:
+def last_audit_at(action: AuditAction, *, session: Session) -> datetime | None:
     """When the newest audit event with this action was written."""
     stmt = (
         select(AuditEvent.created_at)
@@ -402,7 +403,7 @@ def revoke_reason(request_id: int, *, session: Session) -> str | None:
     """The reason given when the request's early revoke was asked for, if any."""
     stmt = (
         select(AuditEvent.details)
-        .where(AuditEvent.request_id == request_id, AuditEvent.action == "revoke_requested")
+        .where(AuditEvent.request_id == request_id, AuditEvent.action == AuditAction.REVOKE_REQUESTED)
         .order_by(col(AuditEvent.id).desc())
         .limit(1)
     )

@@ -16,6 +16,7 @@ from bot.aws.granters import Granter, GrantSpec
 from bot.aws.identity import IdentityResolver
 from bot.catalog import Catalog, KeyResource, Kind
 from bot.clock import utcnow
+from bot.domain.audit import transitioned_to
 from bot.domain.lifecycle import FINAL, Status, transition
 from bot.domain.schedule import Timeline, next_due
 from bot.errors import UserError
@@ -177,7 +178,7 @@ class Base:
         queries.record_audit(
             session=session,
             actor=actor,
-            action=target.value,
+            action=transitioned_to(target),
             request_id=request.id,
             from_status=current,
             to_status=target,

@@ -17,6 +17,7 @@ from bot.aws.errors import AwsError
 from bot.aws.granters import Ended, Granter, GrantSpec
 from bot.catalog import Kind
 from bot.domain import policy
+from bot.domain.audit import AuditAction
 from bot.domain.lifecycle import Status
 from bot.domain.schedule import Step, aws_step, retry_delay
 from bot.durations import format_duration
@@ -94,7 +95,12 @@ class GrantFlows(Base):
                 request.end_status, request.ended_by = Status.REVOKED.value, actor
                 given: dict[str, Any] = {"reason": reason} if reason else {}
                 queries.record_audit(
-                    session=session, actor=actor, action="revoke_requested", request_id=request_id, at=now, **given
+                    session=session,
+                    actor=actor,
+                    action=AuditAction.REVOKE_REQUESTED,
+                    request_id=request_id,
+                    at=now,
+                    **given,
                 )
             self._reschedule(request)
             # This process does it next (the caller runs `advance`); after a crash, the sweep a lease later.
@@ -173,7 +179,7 @@ class GrantFlows(Base):
             queries.record_audit(
                 session=session,
                 actor=SYSTEM,
-                action="extended",
+                action=AuditAction.EXTENDED,
                 request_id=request.id,
                 at=self._clock(),
                 by=format_duration(timedelta(seconds=row.extension_seconds)),
@@ -224,8 +230,15 @@ class GrantFlows(Base):
         now = self._clock()
         with session_scope(self.engine) as session:
             row = self._locked(request.id, session)
-            queries.record_audit(session=session, actor=SYSTEM, action="undone", request_id=request.id, at=now,
-                                 attempts=row.attempts, **_noted(ended))  # fmt: skip
+            queries.record_audit(
+                session=session,
+                actor=SYSTEM,
+                action=AuditAction.UNDONE,
+                request_id=request.id,
+                at=now,
+                attempts=row.attempts,
+                **_noted(ended),
+            )
             self._ended(row, ended, now)
         self._notify_due(row)
 
@@ -235,13 +248,18 @@ class GrantFlows(Base):
         try:
             self._granters[Kind(request.kind)].lift(self._spec(request))
         except AwsError as exc:
-            self._aws_failed(request.id, exc, "lift_failed")
+            self._aws_failed(request.id, exc, AuditAction.LIFT_FAILED)
             return
         with session_scope(self.engine) as session:
             row = self._locked(request.id, session)
             row.sessions_denied_until = row.retry_at = None
-            queries.record_audit(session=session, actor=SYSTEM, action="sessions_deny_lifted", request_id=request.id,
-                                 at=self._clock())  # fmt: skip
+            queries.record_audit(
+                session=session,
+                actor=SYSTEM,
+                action=AuditAction.SESSIONS_DENY_LIFTED,
+                request_id=request.id,
+                at=self._clock(),
+            )
             self._reschedule(row)
 
     _steps = {
@@ -265,7 +283,7 @@ class GrantFlows(Base):
                 return Ended(note="another grant of the same access keeps it")
             return granter.revoke(replace(self._spec(request), end_sessions=not kept), request.grant_ref)
         except AwsError as exc:
-            self._aws_failed(request.id, exc, "revoke_failed")
+            self._aws_failed(request.id, exc, AuditAction.REVOKE_FAILED)
             return None
 
     def _kept_elsewhere(self, request: AccessRequest) -> bool:
@@ -330,7 +348,7 @@ class GrantFlows(Base):
             queries.record_audit(
                 session=session,
                 actor=SYSTEM,
-                action="grant_started",
+                action=AuditAction.GRANT_STARTED,
                 request_id=request_id,
                 at=now,
                 expires_at=row.expires_at,
@@ -371,7 +389,7 @@ class GrantFlows(Base):
         log.warning("grant failed: %s", error, extra={"request_id": request_id})
         if undo_error is not None:
             log.warning("undo after a failed grant failed too: %s", undo_error, extra={"request_id": request_id})
-            self._aws_failed(request_id, undo_error, "undo_failed")
+            self._aws_failed(request_id, undo_error, AuditAction.UNDO_FAILED)
         self._notifier.request_changed(row, votes)
         self._notifier.tell_requester(row, "failed")
         self._to_audit_channel(row, "failed")
@@ -381,12 +399,18 @@ class GrantFlows(Base):
             row = self._locked(request_id, session)
             row.extension_seconds = row.extension_approved_at = None
             row.last_error = why[:2000]
-            queries.record_audit(session=session, actor=SYSTEM, action="extension_failed", request_id=request_id,
-                                 at=self._clock(), error=why)  # fmt: skip
+            queries.record_audit(
+                session=session,
+                actor=SYSTEM,
+                action=AuditAction.EXTENSION_FAILED,
+                request_id=request_id,
+                at=self._clock(),
+                error=why,
+            )
             self._reschedule(row)
         self._notifier.tell_requester(row, "extension_failed")
 
-    def _aws_failed(self, request_id: int, error: AwsError, action: str) -> None:
+    def _aws_failed(self, request_id: int, error: AwsError, action: AuditAction) -> None:
         """Owed AWS work failed: try again after a backoff that nothing moves later; alert when it keeps failing."""
         now = self._clock()
         self._metrics.aws_failures.labels(operation=error.operation).inc()
@@ -401,12 +425,17 @@ class GrantFlows(Base):
             alert = row.attempts == self._tuning.alert_after
             if alert:
                 queries.record_audit(
-                    session=session, actor=SYSTEM, action="alert", request_id=request_id, at=now, error=str(error)
+                    session=session,
+                    actor=SYSTEM,
+                    action=AuditAction.ALERT,
+                    request_id=request_id,
+                    at=now,
+                    error=str(error),
                 )
-        work = "lifting the session deny" if action == "lift_failed" else "revoke"
+        work = "lifting the session deny" if action is AuditAction.LIFT_FAILED else "revoke"
         if alert:
             log.error("%s keeps failing (%d attempts): %s", work, row.attempts, error, extra={"request_id": request_id})
-            what = "Lifting the session deny of" if action == "lift_failed" else "Revoking"
+            what = "Lifting the session deny of" if action is AuditAction.LIFT_FAILED else "Revoking"
             text = f"{what} #{request_id} failed {row.attempts} times: {error}"
             self._notifier.alert(row, text)
             self._to_audit_channel(row, "alert", text)

@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from bot.catalog import GroupResource, KeyResource, RoleResource
 from bot.domain import policy
+from bot.domain.audit import AuditAction
 from bot.domain.lifecycle import Status
 from bot.durations import DurationError, format_duration, parse_duration
 from bot.errors import UserError
@@ -74,7 +75,7 @@ class RequestFlows(GrantFlows):
             queries.record_audit(
                 session=session,
                 actor=requester,
-                action="submitted",
+                action=AuditAction.SUBMITTED,
                 request_id=request.id,
                 to_status=Status.PENDING,
                 at=now,
@@ -238,7 +239,7 @@ class RequestFlows(GrantFlows):
             queries.record_audit(
                 session=session,
                 actor=actor,
-                action="extension_requested",
+                action=AuditAction.EXTENSION_REQUESTED,
                 request_id=request_id,
                 at=now,
                 extension=format_duration(more),
@@ -276,7 +277,9 @@ class RequestFlows(GrantFlows):
             if request.acknowledged_by:
                 raise UserError(f"Request #{request_id} was already acknowledged by <@{request.acknowledged_by}>.")
             request.acknowledged_by, request.acknowledged_at = actor, now
-            queries.record_audit(session=session, actor=actor, action="acknowledged", request_id=request_id, at=now)
+            queries.record_audit(
+                session=session, actor=actor, action=AuditAction.ACKNOWLEDGED, request_id=request_id, at=now
+            )
             self._reschedule(request)
             votes = self._votes(request, session)
         self._notifier.request_changed(request, votes)
@@ -320,11 +323,21 @@ class RequestFlows(GrantFlows):
         if not approve:
             request.extension_seconds = None
             queries.record_audit(
-                session=session, actor=actor, action="extension_denied", request_id=request.id, at=now, comment=comment
+                session=session,
+                actor=actor,
+                action=AuditAction.EXTENSION_DENIED,
+                request_id=request.id,
+                at=now,
+                comment=comment,
             )
         elif actor == SYSTEM or policy.quorum_reached(approved_by, request.approvals_required):
             queries.record_audit(
-                session=session, actor=actor, action="extension_approved", request_id=request.id, at=now, how=comment
+                session=session,
+                actor=actor,
+                action=AuditAction.EXTENSION_APPROVED,
+                request_id=request.id,
+                at=now,
+                how=comment,
             )
             request.extension_approved_at = now
             self._claim_now(request, now)
@@ -385,7 +398,7 @@ def _record_vote(session: Session, request: AccessRequest, actor: str, approved_
     queries.record_audit(
         session=session,
         actor=actor,
-        action="approval_vote",
+        action=AuditAction.APPROVAL_VOTE,
         request_id=request.id,
         at=now,
         approvals=len(approved_by),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
+from bot.domain.audit import AuditAction
 from bot.domain.lifecycle import Status
 from bot.domain.schedule import Step, active_action, aws_step, pending_action
 from bot.errors import UserError
@@ -108,10 +109,10 @@ class Workflow(RequestFlows):
             )
             row.reminders_sent += 1
             row.reminded_at = now
+            action = AuditAction.ESCALATED if escalating else AuditAction.REMINDED
             queries.record_audit(
-                session=session, actor=SYSTEM, action="escalated" if escalating else "reminded", request_id=request_id,
-                at=now, reminder=row.reminders_sent,
-            )  # fmt: skip
+                session=session, actor=SYSTEM, action=action, request_id=request_id, at=now, reminder=row.reminders_sent
+            )
             self._reschedule(row)
         try:
             approvers = sorted(self._approvers(row))

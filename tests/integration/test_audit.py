@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from bot import audit
 from bot.clock import utcnow
+from bot.domain.audit import AuditAction
 from bot.store import chain, queries
 from bot.store.db import session_scope
 from bot.store.models import AuditEvent
@@ -115,9 +116,13 @@ def test_concurrent_writers_form_one_linear_chain(engine: Engine) -> None:
         start.wait()
         for n in range(each):
             with session_scope(engine) as session:
-                queries.record_audit(session=session, actor=f"U0W{worker}", action="probe", at=utcnow(), n=n)
+                queries.record_audit(
+                    session=session, actor=f"U0W{worker}", action=AuditAction.REMINDED, at=utcnow(), n=n
+                )
                 if n % 5 == 0:  # several events in one transaction too
-                    queries.record_audit(session=session, actor=f"U0W{worker}", action="probe2", at=utcnow(), n=n)
+                    queries.record_audit(
+                        session=session, actor=f"U0W{worker}", action=AuditAction.ALERT, at=utcnow(), n=n
+                    )
 
     workers = [threading.Thread(target=write, args=(w,)) for w in range(threads)]
     for worker in workers:

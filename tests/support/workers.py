@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from bot.catalog import Kind
 from bot.clock import utcnow
+from bot.domain.audit import AuditAction
 from bot.store import queries
 from bot.store.db import session_scope
 from bot.store.models import AccessRequest
@@ -133,7 +134,7 @@ def plant_approved(engine: Engine, wanted: list[Wanted]) -> list[int]:
             )
             session.add(row)
             session.flush()
-            queries.record_audit(session=session, actor="U0BOB", action="approved", request_id=row.id, at=now)
+            queries.record_audit(session=session, actor="U0BOB", action=AuditAction.APPROVED, request_id=row.id, at=now)
             assert row.id is not None
             ids.append(row.id)
     return ids
