@@ -71,7 +71,7 @@ def timed(runtime: Runtime, done: dict[int, datetime]) -> None:
     """Instrument the bot's granters (before it starts) to fill `done` with request ID -> revoke accepted."""
     lock = threading.Lock()
     workflow: Any = runtime.workflow
-    workflow._granters = {kind: TimedGranter(g, done, lock) for kind, g in workflow._granters.items()}
+    workflow.ctx.granters = {kind: TimedGranter(g, done, lock) for kind, g in workflow.ctx.granters.items()}
 
 
 def put_grants(count: int, expiry: Callable[[int], datetime], kinds: Sequence[Kind] = KINDS) -> list[int]:

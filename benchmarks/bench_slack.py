@@ -12,7 +12,7 @@ import boto3
 
 from benchmarks.harness import ROOT, SECRET, Servers, fresh_database, percentile, start_bot
 from bot.slack.messages import ACTION_APPROVE
-from tests.support.slack_sender import SlackSender
+from bot.testing.signing import SlackSender
 
 REQUESTS_PER_LEVEL = 500
 

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from tests.support.slack_sender import SlackSender
+from bot.testing.signing import SlackSender
 
 
 def main() -> None:

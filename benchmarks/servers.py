@@ -11,8 +11,8 @@ import sys
 
 from moto.server import ThreadedMotoServer
 
+from bot.testing.fake_slack import start_fake_slack
 from tests.support.catalogs import EMAILS
-from tests.support.fake_slack import start_fake_slack
 
 
 def main() -> None:

@@ -53,16 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def migrate(settings: Settings) -> int:
     """`alembic upgrade head` on DATABASE_URL."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from bot.wiring import migrate_schema
 
-    from bot.store import schema
-    from bot.store.db import make_engine
-
-    engine = make_engine(settings.database_url)
-    try:
-        schema.upgrade(engine)
-    except SQLAlchemyError as exc:
-        raise ConfigError(f"DATABASE_URL: cannot migrate: {type(getattr(exc, 'orig', None) or exc).__name__}") from None
+    migrate_schema(settings.database_url)
     print("database schema is up to date")
     return 0
 
@@ -81,17 +74,13 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
         print(f"{where}, no problems (AWS not checked)")
         return 0
 
-    from botocore.exceptions import NoRegionError
-
     from bot.aws.checks import Outcome, caller_account, check_catalog
-    from bot.aws.clients import AwsClients
     from bot.aws.errors import AwsError
+    from bot.wiring import aws_clients
 
+    clients = aws_clients()
     try:
-        clients = AwsClients.create()
         account = caller_account(clients.sts)
-    except NoRegionError:
-        raise ConfigError("AWS_REGION: not set (KMS needs a region; set AWS_REGION or AWS_DEFAULT_REGION)") from None
     except AwsError as exc:
         raise ConfigError(f"AWS: cannot check the catalog against AWS: {exc}") from None
     results = check_catalog(catalog, iam=clients.iam, kms=clients.kms, account=account)

@@ -18,9 +18,10 @@ from bot.config import Settings
 from bot.domain.lifecycle import Status
 from bot.durations import format_duration
 from bot.errors import ConfigError, UserError
-from bot.store import queries, schema
-from bot.store.db import make_engine, session_scope
+from bot.store import queries
+from bot.store.db import session_scope
 from bot.store.models import AccessRequest
+from bot.wiring import open_database
 from bot.workflow.base import OPERATOR_PREFIX
 
 COMMANDS = frozenset({"requests", "show", "grants", "revoke", "audit"})
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run one operator subcommand; 1 when the thing asked about is missing or broken."""
     if args.command == "revoke":
         return revoke(settings, args.request_id, reason=args.reason, operator=args.operator)
-    engine = open_database(settings.database_url)
+    engine = open_database(settings.database_url, migrate=False)  # operator commands never migrate
     try:
         if args.command == "requests":
             return list_requests(engine, args)
@@ -79,19 +80,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     finally:
         engine.dispose()
-
-
-def open_database(url: str) -> Engine:
-    """An engine on a database whose schema is current (read-only commands never migrate)."""
-    engine = make_engine(url)
-    current, head = schema.pending_revisions(engine)
-    if head is not None:
-        engine.dispose()
-        raise ConfigError(
-            f"DATABASE_URL: the schema is at {current or 'nothing'} but this version needs {head}; "
-            "run `accessbot migrate` first"
-        )
-    return engine
 
 
 def list_requests(engine: Engine, args: argparse.Namespace) -> int:

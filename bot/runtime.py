@@ -9,28 +9,24 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from botocore.exceptions import NoRegionError
 from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from bot.aws.clients import AwsClients
-from bot.aws.granters import Granter, GroupGranter, KeyGranter, RoleGranter
 from bot.aws.identity import IdentityResolver
 from bot.background import Background
 from bot.catalog import Catalog, Kind, load_catalog
 from bot.config import Settings
-from bot.errors import ConfigError
 from bot.httpserver import HttpServer
 from bot.metrics import Metrics
 from bot.reconcile import Reconciler
 from bot.scheduler import ExpiryScheduler
 from bot.slack.app import build_app
 from bot.slack.notify import SlackDirectory, SlackNotifier
-from bot.store import queries, schema
-from bot.store.db import is_sqlite, make_engine, session_scope
+from bot.store import queries
+from bot.store.db import session_scope
 from bot.web import WebApp
+from bot.wiring import aws_clients, build_granters, open_database
 from bot.workflow import Tuning, Workflow
 
 log = logging.getLogger(__name__)
@@ -63,14 +59,8 @@ class Runtime:
         """Build every part from settings; raise ConfigError on anything missing or invalid."""
         settings.require_slack(http=http)
         catalog = load_catalog(settings.accessbot_catalog)
-        engine = make_engine(settings.database_url)
-        prepare_schema(engine)
-        try:
-            aws = AwsClients.create()
-        except NoRegionError:
-            raise ConfigError(
-                "AWS_REGION: not set (KMS needs a region; set AWS_REGION or AWS_DEFAULT_REGION)"
-            ) from None
+        engine = open_database(settings.database_url)
+        aws = aws_clients()
         metrics = Metrics()
         metrics.watch_active_grants(lambda: active_grants(engine))
         granters = build_granters(aws)
@@ -142,35 +132,8 @@ class Runtime:
         self.workflow.engine.dispose()
 
 
-def build_granters(aws: AwsClients) -> dict[Kind, Granter]:
-    """One granter per kind of access, on the given clients."""
-    return {
-        Kind.IAM_GROUP: GroupGranter(aws.iam),
-        Kind.IAM_ROLE: RoleGranter(aws.iam),
-        Kind.KMS_KEY: KeyGranter(aws.kms),
-    }
-
-
 def active_grants(engine: Engine) -> dict[str, int]:
     """Active grants per kind (every kind present, zero included), read when /metrics is scraped."""
     with session_scope(engine) as session:
         counts = queries.active_by_kind(session=session)
     return {kind.value: counts.get(kind.value, 0) for kind in Kind}
-
-
-def prepare_schema(engine: Engine) -> None:
-    """On SQLite migrate by itself; elsewhere refuse to start while the schema is behind."""
-    try:
-        if is_sqlite(engine):
-            schema.upgrade(engine)
-            return
-        current, head = schema.pending_revisions(engine)
-    except SQLAlchemyError as exc:
-        raise ConfigError(
-            f"DATABASE_URL: cannot use the database: {type(getattr(exc, 'orig', None) or exc).__name__}"
-        ) from None
-    if head is not None:
-        raise ConfigError(
-            f"DATABASE_URL: the schema is at {current or 'nothing'} but this version needs {head}; "
-            "run `accessbot migrate` first"
-        )

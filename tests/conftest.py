@@ -1,8 +1,36 @@
 """Fixtures: a moto server, a fake Slack Web API, a database (SQLite, and PostgreSQL when
-TEST_DATABASE_URL is set), and the bot itself running as a real HTTP server; all on 127.0.0.1."""
+TEST_DATABASE_URL is set), and the bot itself running as a real HTTP server; all on 127.0.0.1.
+
+Which tests run on PostgreSQL. A test that takes `database_url` (itself or through `engine`,
+`make_settings`, `make_bot` or `bot`) runs on SQLite only, unless it is marked:
+
+- `@pytest.mark.both_databases`: on SQLite and on PostgreSQL;
+- `@pytest.mark.postgres` ("needs PostgreSQL"): on PostgreSQL only.
+
+The rule: a test runs on PostgreSQL when what it checks is something PostgreSQL does differently from
+SQLite, which is otherwise the same SQLAlchemy code on both. That is: concurrency in one database (row
+locks, `FOR UPDATE SKIP LOCKED` claims, leases and takeover, advisory locks: the per-request AWS lock
+and the audit chain's append lock), several bots, replicas or worker processes sharing one database,
+values the server checks and SQLite does not (column widths, types, timestamps round-tripped into a
+hash, GROUP BY and time-window queries), and the schema on PostgreSQL (migrations, `serve` refusing a
+schema that is behind). A test that means something only where processes share the database's locks
+(replicas, row locks held by another transaction) is `postgres`; one whose behaviour must hold on both
+is `both_databases`. Everything else (flows, rendering, parsing, policy, AWS faults) runs once, on
+SQLite: there both databases run the same code.
+
+The PostgreSQL variants carry the `postgres` marker (`-m "not postgres"` leaves them out). With
+ACCESSBOT_REQUIRE_POSTGRES=1 a run in which none of them passed fails (.ci/run sets it).
+
+Under pytest-xdist every worker is its own process with its own moto, fake Slack and PostgreSQL
+database (TEST_DATABASE_URL's name + `_gw0`, `_gw1`, ..., created when missing); the workers hand what
+the end-of-run checks need (AWS operations called) to the controller, which runs the checks. Tests that
+start several `accessbot worker` processes and hold them to deadlines are marked
+`xdist_group("worker_processes")` so that one xdist worker runs them in turn: run side by side they
+starve each other of CPU on a two-core machine and miss their deadlines."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -13,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel, select
 
 from bot.aws.clients import AwsClients
@@ -33,7 +62,7 @@ from tests.support.slack_sender import SlackSender
 SECRET = "signing-secret-TEST-1f2e3d"
 TOKEN = "xoxb-TEST-token-4c5b6a"
 REQUIRE_POSTGRES = os.environ.get("ACCESSBOT_REQUIRE_POSTGRES") == "1"
-_postgres_ran = {"count": 0}
+_postgres_ran = {"count": 0}  # PostgreSQL tests that passed, counted where the reports arrive (the controller)
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.02) -> Any:
@@ -108,6 +137,27 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _worker_database(url: str) -> str:
+    """Under pytest-xdist, this worker's own database beside the one named by `url` (created when missing)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    base = make_url(url)
+    mine = base.set(database=f"{base.database}_{worker}")
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": mine.database})
+            if exists.first() is None:
+                # Another run's worker of the same number may make it meanwhile; any other failure shows
+                # when the database is used.
+                with contextlib.suppress(DBAPIError):
+                    connection.execute(text(f'CREATE DATABASE "{mine.database}"'))
+    finally:
+        admin.dispose()
+    return mine.render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     url = os.environ.get("TEST_DATABASE_URL")
@@ -115,6 +165,7 @@ def postgres_url() -> str:
         if REQUIRE_POSTGRES:
             pytest.fail("ACCESSBOT_REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
         pytest.skip("TEST_DATABASE_URL is not set")
+    url = _worker_database(url)
     engine = make_engine(url)
     with engine.begin() as connection:
         SQLModel.metadata.drop_all(connection)
@@ -132,7 +183,21 @@ def _truncate(url: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Give `database_url` its databases by the rule in this module's docstring."""
+    if "database_url" not in metafunc.fixturenames:
+        return
+    postgres = pytest.param("postgres", marks=pytest.mark.postgres)
+    if metafunc.definition.get_closest_marker("postgres"):
+        databases: list[Any] = [postgres]
+    elif metafunc.definition.get_closest_marker("both_databases"):
+        databases = ["sqlite", postgres]
+    else:
+        databases = ["sqlite"]
+    metafunc.parametrize("database_url", databases, indirect=True)
+
+
+@pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path, _sqlite_template: Path) -> str:
     if request.param == "sqlite":
         target = tmp_path / "accessbot.db"
@@ -140,7 +205,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, _sqlite_templat
         return f"sqlite:///{target}"
     url: str = request.getfixturevalue("postgres_url")
     _truncate(url)
-    _postgres_ran["count"] += 1
     return url
 
 
@@ -239,8 +303,27 @@ def bot(make_bot: Callable[..., Bot]) -> Bot:
     return make_bot()
 
 
+# -- end-of-run checks, made by the controller when pytest-xdist runs the tests in workers ---------------
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.passed and "postgres" in report.keywords:
+        _postgres_ran["count"] += 1
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """An xdist worker is done: take over the AWS operations its bots called."""
+    iam_policy.CALLED.update(getattr(node, "workeroutput", {}).get("aws_called", []))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """With ACCESSBOT_REQUIRE_POSTGRES=1, a run in which no PostgreSQL test ran is a failure."""
+    """With ACCESSBOT_REQUIRE_POSTGRES=1, a run in which no PostgreSQL test passed is a failure; so is any
+    AWS operation the bot called that docs/iam-policy.json does not allow."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller checks everything at its end
+        workeroutput["aws_called"] = sorted(iam_policy.CALLED)
+        return
     if REQUIRE_POSTGRES and exitstatus == 0 and _postgres_ran["count"] == 0:
         print("\nACCESSBOT_REQUIRE_POSTGRES=1 but no PostgreSQL test ran")
         session.exitstatus = 1

@@ -18,10 +18,12 @@ from unittest import mock
 import boto3
 
 from bot.config import Settings
-from bot.demo.standin import Call, Person, Signer, Workspace
+from bot.demo.standin import Person, Workspace, reply_of
 from bot.runtime import Runtime
 from bot.store import queries
 from bot.store.db import session_scope
+from bot.testing.fake_slack import Call
+from bot.testing.signing import SlackSender
 from bot.workflow import Tuning
 
 ACCOUNT = "123456789012"  # moto's default account
@@ -167,16 +169,14 @@ def play(out: Callable[[str], None] = print) -> None:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="accessbot-demo-")))
         stack.enter_context(offline_aws(scratch))
         aws = seed()
-        slack = Workspace(PEOPLE, CHANNELS, out)
-        slack.start()
-        stack.callback(slack.stop)
+        slack = stack.enter_context(Workspace(PEOPLE, CHANNELS, out))
         secret = secrets.token_hex(16)
         (scratch / "catalog.yaml").write_text(CATALOG)
         settings = Settings(
             slack_bot_token="xoxb-demo-" + secrets.token_hex(8),
             slack_signing_secret=secret,
             slack_app_token=None,
-            slack_api_url=slack.api_url,
+            slack_api_url=slack.url,
             database_url=f"sqlite:///{scratch / 'accessbot.db'}",
             accessbot_catalog=scratch / "catalog.yaml",
             accessbot_scheduler="on",
@@ -187,8 +187,8 @@ def play(out: Callable[[str], None] = print) -> None:
         runtime.start(host="127.0.0.1", port=0)
         stack.callback(runtime.stop)
         assert runtime.http is not None
-        signer = Signer(runtime.http.url, secret, slack.base + "/response/demo")
-        Story(runtime, slack, signer, aws, out).tell()
+        sender = SlackSender(runtime.http.url, secret, slack.base + "/response/")
+        Story(runtime, slack, sender, aws, out).tell()
         took = time.monotonic() - started
         out(f"\nThe story took {took:.1f}s, all on 127.0.0.1: no network, no credentials, nothing kept.")
 
@@ -196,8 +196,8 @@ def play(out: Callable[[str], None] = print) -> None:
 class Story:
     """Alice asks for each kind of access; Bob and Carol decide; AWS changes, then changes back."""
 
-    def __init__(self, runtime: Runtime, slack: Workspace, signer: Signer, aws: Aws, out: Callable[[str], None]):
-        self.runtime, self.slack, self.signer, self.aws, self.out = runtime, slack, signer, aws, out
+    def __init__(self, runtime: Runtime, slack: Workspace, sender: SlackSender, aws: Aws, out: Callable[[str], None]):
+        self.runtime, self.slack, self.sender, self.aws, self.out = runtime, slack, sender, aws, out
         self.clock = time.monotonic()
 
     def tell(self) -> None:
@@ -249,15 +249,15 @@ class Story:
         typed = f"/access {text}".rstrip()
         self.out(f"  @{who.name} in #general types:  {typed}")
         mark = self.slack.mark()
-        status, reply = self.signer.command(who, text, channel=GENERAL)
+        answer = self.sender.command(who.user_id, text, channel=GENERAL)
+        reply = reply_of(answer.text)
         self.slack.show_reply(who.user_id, GENERAL, reply)
-        if status != 200:
-            raise DemoFailed(f"{typed}: HTTP {status}, answer {reply.get('text')!r}")
+        if answer.status_code != 200:
+            raise DemoFailed(f"{typed}: HTTP {answer.status_code}, answer {reply.get('text')!r}")
         if form is not None:
             self.fill(who, form, after=mark)
-        posted = self.slack.wait_for(
-            lambda c: c.method == "chat.postMessage" and c.channel == APPROVALS and c.button("Approve") is not None,
-            after=mark,
+        posted = self.slack.poll(
+            "chat.postMessage", lambda c: c.channel == APPROVALS and c.button("Approve") is not None, after=mark
         )
         if posted is None:
             raise DemoFailed(f"{typed}: no approval message (the bot answered {reply.get('text')!r})")
@@ -277,9 +277,12 @@ class Story:
             raise DemoFailed(f"the approval message has no {label} button")
         self.out(f"  @{who.name} clicks [{label}] on request #{filed.request_id} in #{CHANNELS[APPROVALS]}")
         mark = self.slack.mark()
-        status = self.signer.click(who, filed.message, button)
-        if status != 200:
-            raise DemoFailed(f"clicking {label} as {who.name}: HTTP {status}")
+        message = filed.message
+        answer = self.sender.click(
+            who.user_id, button["action_id"], button["value"], channel=message.channel, message_ts=message.ts
+        )
+        if answer.status_code != 200:
+            raise DemoFailed(f"clicking {label} as {who.name}: HTTP {answer.status_code}")
         if form is not None:
             self.fill(who, form, after=mark)
         if until is not None:
@@ -289,7 +292,7 @@ class Story:
 
     def fill(self, who: Person, answers: dict[str, str], *, after: int) -> None:
         """Wait for the dialog the bot opens, show it, fill it in and submit it as `who`."""
-        opened = self.slack.wait_for(lambda c: c.method == "views.open", after=after)
+        opened = self.slack.poll("views.open", after=after)
         if opened is None:
             raise DemoFailed("the bot opened no dialog")
         self.slack.show_new()
@@ -297,9 +300,9 @@ class Story:
         submit = (view.get("submit") or {}).get("text", "Submit")
         typed = "; ".join(f"{name}: {value}" for name, value in answers.items())
         self.out(f"  @{who.name} fills in the dialog ({typed}) and presses [{submit}]")
-        status, answer = self.signer.submit(who, view, answers)
-        if status != 200 or "errors" in answer:
-            raise DemoFailed(f"submitting the dialog: HTTP {status} {answer[:200]}")
+        answer = self.sender.submit_view(who.user_id, view, answers)
+        if answer.status_code != 200 or "errors" in answer.text:
+            raise DemoFailed(f"submitting the dialog: HTTP {answer.status_code} {answer.text[:200]}")
 
     def settle(self) -> None:
         """Let the bot finish talking, then show what it said."""

@@ -33,8 +33,6 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.FAILED: frozenset(),
 }
 
-# Statuses in which the bot may hold access in AWS for the request (granted, or possibly half-granted).
-HOLDS_ACCESS = frozenset({Status.APPROVED, Status.ACTIVE})
 FINAL = frozenset(status for status, targets in TRANSITIONS.items() if not targets)
 
 

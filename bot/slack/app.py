@@ -13,7 +13,7 @@ from slack_sdk import WebClient
 from bot.background import Background
 from bot.domain.lifecycle import InvalidTransition
 from bot.errors import UserError
-from bot.slack import listeners
+from bot.slack import listeners, messages
 from bot.slack.notify import SlackNotifier
 from bot.workflow import Workflow
 
@@ -42,7 +42,9 @@ def build_app(
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> BoltResponse | None:
-        if isinstance(error, UserError | InvalidTransition):
+        if isinstance(error, UserError):
+            text = error.render(messages.mention)
+        elif isinstance(error, InvalidTransition):
             text = str(error)
         else:
             error_id = secrets.token_hex(4)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.domain.lifecycle import Status
 from bot.durations import format_duration
 from bot.store.models import AccessRequest, Vote
+from bot.workflow.base import Alert
 
 ACTION_APPROVE = "accessbot_approve"
 ACTION_DENY = "accessbot_deny"
@@ -193,6 +195,29 @@ def _how_to_use(request: AccessRequest) -> str:
         f" Assume it with your IAM user as the source identity: `aws sts assume-role --role-arn {request.target} "
         f"--role-session-name {request.iam_user} --source-identity {request.iam_user}`."
     )
+
+
+def revoked_early_text(request: AccessRequest) -> str:
+    """The note under the approval message when a grant is ended early."""
+    return f"Request #{request.id} was revoked early by {mention(request.ended_by or request.requester_id)}."
+
+
+def reminder_text(request: AccessRequest, approvers: Sequence[str], *, escalated: bool) -> str:
+    """A reminder (or an escalation) under the approval message, mentioning who may decide."""
+    lead = "Escalated" if escalated else "Reminder"
+    who = " ".join(mention(a) for a in approvers)
+    return f"{lead}: request #{request.id} is still waiting for a decision. {who}".strip()
+
+
+def acknowledgement_nag_text(request: AccessRequest) -> str:
+    """The nag under a break-glass message until an approver acknowledges it."""
+    return f":rotating_light: Break-glass request #{request.id} is still not acknowledged by an approver."
+
+
+def alert_text(request: AccessRequest, alert: Alert, *, attempts: int, error: str) -> str:
+    """An alert about owed AWS work that keeps failing."""
+    what = "Lifting the session deny of" if alert is Alert.LIFT_FAILING else "Revoking"
+    return f"{what} #{request.id} failed {attempts} times: {error}"
 
 
 def requester_blocks(request: AccessRequest, event: str) -> Blocks | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from slack_sdk import WebClient
@@ -14,6 +15,7 @@ from bot.errors import UserError
 from bot.metrics import Metrics
 from bot.slack import messages
 from bot.store.models import AccessRequest, Vote
+from bot.workflow.base import Alert
 
 log = logging.getLogger(__name__)
 GROUP_CACHE_SECONDS = 60.0
@@ -63,8 +65,19 @@ class SlackNotifier:
         else:
             self.direct(request.requester_id, text, request.id)
 
-    def in_thread(self, request: AccessRequest, text: str) -> None:
-        """Post under the approval message (reminders, notices)."""
+    def revoked_early(self, request: AccessRequest) -> None:
+        """Say under the approval message who ended the grant early."""
+        self._in_thread(request, messages.revoked_early_text(request))
+
+    def remind(self, request: AccessRequest, approvers: Sequence[str], *, escalated: bool) -> None:
+        """Remind the approvers under the approval message (escalated: the escalation contacts too)."""
+        self._in_thread(request, messages.reminder_text(request, approvers, escalated=escalated))
+
+    def nag_acknowledgement(self, request: AccessRequest) -> None:
+        """Say under the break-glass message that nobody acknowledged it yet."""
+        self._in_thread(request, messages.acknowledgement_nag_text(request))
+
+    def _in_thread(self, request: AccessRequest, text: str) -> None:
         self._call(
             "chat_postMessage",
             about=request.id,
@@ -81,8 +94,11 @@ class SlackNotifier:
         """Open a modal."""
         self._call("views_open", trigger_id=trigger_id, view=view)
 
-    def alert(self, request: AccessRequest, text: str) -> None:
-        """Post an alert in the approval channel, in the request's thread when there is one."""
+    def alert(
+        self, request: AccessRequest, alert: Alert, *, attempts: int, error: str, audit_channel: str | None
+    ) -> None:
+        """Post an alert in the approval channel (in the request's thread) and in the audit channel, if any."""
+        text = messages.alert_text(request, alert, attempts=attempts, error=error)
         self._call(
             "chat_postMessage",
             about=request.id,
@@ -90,6 +106,8 @@ class SlackNotifier:
             thread_ts=request.approval_ts,
             text=f":rotating_light: {text}",
         )
+        if audit_channel:
+            self.audit_post(audit_channel, request, "alert", text)
 
     def channel_alert(self, channel: str, text: str) -> None:
         """Post an alert that concerns no single request (e.g. reconcile drift) in a channel."""

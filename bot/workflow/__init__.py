@@ -1,6 +1,6 @@
 """The use cases: submit, decide, activate, extend, end, and the sweep that finds what is owed."""
 
-from bot.workflow.base import Directory, Notifier, Tuning
-from bot.workflow.sweep import Workflow
+from bot.workflow.base import Alert, Directory, Notifier, Tuning
+from bot.workflow.workflow import Workflow
 
-__all__ = ["Directory", "Notifier", "Tuning", "Workflow"]
+__all__ = ["Alert", "Directory", "Notifier", "Tuning", "Workflow"]

@@ -1,30 +1,17 @@
-"""What every use case shares: collaborators, the one state-change function, loading and locking."""
+"""The workflow's vocabulary: who acts, what it needs from Slack (its ports), its timings, and shared keys."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy.engine import Engine
-from sqlmodel import Session
-
-from bot.aws.granters import Granter, GrantSpec
-from bot.aws.identity import IdentityResolver
+from bot.aws.granters import GrantSpec
 from bot.catalog import Catalog, KeyResource, Kind
-from bot.clock import utcnow
-from bot.domain.audit import transitioned_to
-from bot.domain.lifecycle import FINAL, Status, transition
-from bot.domain.schedule import Timeline, next_due
-from bot.errors import UserError
-from bot.metrics import Metrics
-from bot.store import queries
-from bot.store.db import hold_locks, session_scope
 from bot.store.models import AccessRequest, Vote
-from bot.workflow.claims import ClaimKeeper
 
 log = logging.getLogger("bot.workflow")
 
@@ -33,6 +20,13 @@ SYSTEM = "accessbot"
 SHARED_STATE = frozenset({Kind.IAM_GROUP, Kind.IAM_ROLE})
 # Actors who act through the operator CLI, not Slack: `cli:<login>`.
 OPERATOR_PREFIX = "cli:"
+
+
+class Alert(StrEnum):
+    """Owed AWS work that keeps failing."""
+
+    REVOKE_FAILING = "revoke_failing"
+    LIFT_FAILING = "lift_failing"
 
 
 class Notifier(Protocol):
@@ -50,12 +44,22 @@ class Notifier(Protocol):
         """DM the requester about a step in their request's life (with an operator's note, if any)."""
         ...
 
-    def in_thread(self, request: AccessRequest, text: str) -> None:
-        """Post under the approval message (reminders, notices)."""
+    def revoked_early(self, request: AccessRequest) -> None:
+        """Say under the approval message who ended the grant early."""
         ...
 
-    def alert(self, request: AccessRequest, text: str) -> None:
-        """Raise an alert about a request in its approval channel."""
+    def remind(self, request: AccessRequest, approvers: Sequence[str], *, escalated: bool) -> None:
+        """Remind the approvers (or, escalated, the escalation contacts too) that a request waits."""
+        ...
+
+    def nag_acknowledgement(self, request: AccessRequest) -> None:
+        """Say under the approval message that a break-glass use is still not acknowledged."""
+        ...
+
+    def alert(
+        self, request: AccessRequest, alert: Alert, *, attempts: int, error: str, audit_channel: str | None
+    ) -> None:
+        """Raise an alert about a request in its approval channel (and its audit channel, if any)."""
         ...
 
     def audit_post(self, channel: str, request: AccessRequest, event: str, note: str | None = None) -> None:
@@ -116,154 +120,3 @@ def _aws_times(row: AccessRequest) -> dict[str, Any]:
 def access_lock_key(kind: str, iam_user: str, target: str) -> str:
     """The name of the lock that serialises every change to one user's access to one target."""
     return f"{kind}:{iam_user}:{target}"
-
-
-class Base:
-    """Collaborators and helpers shared by the request, grant and sweep flows."""
-
-    def __init__(
-        self,
-        *,
-        engine: Engine,
-        catalog: Catalog,
-        granters: Mapping[Kind, Granter],
-        identity: IdentityResolver,
-        notifier: Notifier,
-        directory: Directory,
-        owner: str,
-        metrics: Metrics | None = None,
-        clock: Callable[[], datetime] = utcnow,
-        tuning: Tuning | None = None,
-    ) -> None:
-        self.engine = engine
-        self.catalog = catalog
-        self._granters = granters
-        self._identity = identity
-        self._notifier = notifier
-        self._directory = directory
-        self.owner = owner
-        self.on_due: Callable[[datetime], None] = lambda _when: None
-        self._metrics = metrics or Metrics()
-        self._clock = clock
-        self._tuning = tuning or Tuning()
-        self._claims = ClaimKeeper(engine, owner=owner, lease=self._tuning.lease, clock=clock)
-
-    @property
-    def lease_seconds(self) -> float:
-        """How long a claim lasts unless renewed."""
-        return self._tuning.lease.total_seconds()
-
-    def close(self) -> None:
-        """Stop the claim heartbeat (the process is stopping)."""
-        self._claims.stop()
-
-    def _move(
-        self, session: Session, request: AccessRequest, target: Status, actor: str, now: datetime, **details: Any
-    ) -> None:
-        """The one place a request changes state; every change writes an audit event."""
-        current = Status(request.status)
-        request.status = transition(current, target).value
-        request.updated_at = now
-        self._metrics.transitions.labels(kind=request.kind, status=target.value).inc()
-        if target in FINAL:
-            self._metrics.requests.labels(kind=request.kind, status=target.value).inc()
-        log.info(
-            "request #%s: %s -> %s by %s",
-            request.id,
-            current.value,
-            target.value,
-            actor,
-            extra={"request_id": request.id, "kind": request.kind, "resource": request.resource, "actor": actor},
-        )
-        queries.record_audit(
-            session=session,
-            actor=actor,
-            action=transitioned_to(target),
-            request_id=request.id,
-            from_status=current,
-            to_status=target,
-            at=now,
-            **details,
-        )
-
-    def _timeline(self, row: AccessRequest) -> Timeline:
-        item = self.catalog.resource(row.resource)
-        if item is None:  # removed from the catalog: still expire it, with no reminders
-            return Timeline(
-                status=Status(row.status),
-                created_at=row.created_at,
-                pending_timeout=timedelta(0),
-                expires_at=row.expires_at,
-                **_aws_times(row),
-            )
-        return Timeline(
-            status=Status(row.status),
-            created_at=row.created_at,
-            pending_timeout=item.pending_timeout,
-            remind_after=item.remind_after,
-            max_reminders=item.max_reminders,
-            reminders_sent=row.reminders_sent,
-            reminded_at=row.reminded_at,
-            escalate_at=row.created_at + item.escalate_after if item.escalate_to else None,
-            expires_at=row.expires_at,
-            activated_at=row.activated_at,
-            warn_before=item.warn_before,
-            warned=row.warned_at is not None,
-            unacknowledged_break_glass=row.break_glass and row.acknowledged_at is None,
-            **_aws_times(row),
-        )
-
-    def _reschedule(self, row: AccessRequest) -> None:
-        """Recompute when the row is next due and release this process's claim on it."""
-        row.next_due_at = next_due(self._timeline(row))
-        row.claimed_by = row.claimed_until = None
-
-    def _approvers(self, request: AccessRequest) -> frozenset[str]:
-        if self.catalog.resource(request.resource) is None:
-            return frozenset()
-        escalated = self._timeline(request).escalate_at
-        late = escalated is not None and self._clock() >= escalated
-        return self._directory.expand(self.catalog.approvers_of(request.resource, escalated=late))
-
-    def _spec(self, request: AccessRequest) -> GrantSpec:
-        return grant_spec(request, self.catalog, self._clock())
-
-    def _guard(self, request: AccessRequest) -> AbstractContextManager[bool]:
-        """Try to take the locks every AWS step on the request holds; False when another thread or replica has them.
-
-        One lock per request makes its AWS steps (grant, extension, end) strictly one after the other, each on
-        the state the one before left; one per user and target serialises requests that share AWS state (a
-        group membership; a role's sessions). On PostgreSQL they free the moment a process dies.
-        """
-        keys = [f"request:{request.id}"]
-        if Kind(request.kind) in SHARED_STATE:
-            keys.append(access_lock_key(request.kind, request.iam_user, request.target))
-        return hold_locks(self.engine, keys, wait=False)
-
-    def _load(self, request_id: int) -> AccessRequest:
-        with session_scope(self.engine) as session:
-            row = queries.get_request(request_id, session=session)
-        if row is None:
-            raise UserError(f"Request #{request_id} does not exist.")
-        return row
-
-    def _locked(self, request_id: int, session: Session) -> AccessRequest:
-        row = queries.lock_request(request_id, session=session)
-        if row is None:
-            raise UserError(f"Request #{request_id} does not exist.")
-        return row
-
-    def _votes(self, request: AccessRequest, session: Session) -> list[Vote]:
-        assert request.id is not None
-        return [v for v in queries.votes_for(request.id, session=session) if v.round == request.extension_round]
-
-    def _to_audit_channel(self, request: AccessRequest, event: str, note: str | None = None) -> None:
-        """Post to the resource's audit channel, if it has one; call only after the transaction committed."""
-        item = self.catalog.resource(request.resource)
-        channel = item.audit_channel if item is not None else self.catalog.defaults.audit_channel
-        if channel:
-            self._notifier.audit_post(channel, request, event, note)
-
-    def _notify_due(self, row: AccessRequest) -> None:
-        if row.next_due_at is not None:
-            self.on_due(row.next_due_at)

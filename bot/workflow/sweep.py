@@ -14,22 +14,31 @@ from bot.store import queries
 from bot.store.db import session_scope
 from bot.store.models import AccessRequest
 from bot.workflow.base import SYSTEM, log
-from bot.workflow.requests import RequestFlows
+from bot.workflow.context import Context
+from bot.workflow.grants import GrantService
 
 
-class Workflow(RequestFlows):
-    """Every use case; the sweep dispatches due rows to them."""
+class SweepService:
+    """Finds what is due and does it: AWS work through the grant service, the rest (timeouts, reminders) here."""
+
+    def __init__(self, ctx: Context, grants: GrantService) -> None:
+        self.ctx = ctx
+        self._grants = grants
 
     def run_due(self) -> int:
         """Claim and process everything due now; return how many rows were handled."""
         handled = 0
         while True:
-            now = self._clock()
-            with session_scope(self.engine) as session:
+            now = self.ctx.clock()
+            with session_scope(self.ctx.engine) as session:
                 ids = queries.claim_due(
-                    session=session, now=now, owner=self.owner, lease=self._tuning.lease, limit=self._tuning.batch
+                    session=session,
+                    now=now,
+                    owner=self.ctx.owner,
+                    lease=self.ctx.tuning.lease,
+                    limit=self.ctx.tuning.batch,
                 )
-            threads = min(self._tuning.sweep_threads, len(ids))
+            threads = min(self.ctx.tuning.sweep_threads, len(ids))
             if threads > 1:
                 # Each row waits mostly on AWS and the database, so a few threads multiply the throughput;
                 # rows sharing one group membership still serialise on its lock.
@@ -39,13 +48,13 @@ class Workflow(RequestFlows):
                 for request_id in ids:
                     self.process(request_id)
             handled += len(ids)
-            if len(ids) < self._tuning.batch:
+            if len(ids) < self.ctx.tuning.batch:
                 return handled
 
     def next_due_at(self) -> datetime | None:
         """The earliest moment anything is owed."""
-        with session_scope(self.engine) as session:
-            return queries.next_due_at(session=session, now=self._clock())
+        with session_scope(self.ctx.engine) as session:
+            return queries.next_due_at(session=session, now=self.ctx.clock())
 
     def process(self, request_id: int) -> None:
         """Do whatever one claimed row is owed now, if the claim is still this process's."""
@@ -58,10 +67,10 @@ class Workflow(RequestFlows):
             if request is None:
                 return
             status = Status(request.status)
-            now = self._clock()
-            line = self._timeline(request)
+            now = self.ctx.clock()
+            line = self.ctx.timeline(request)
             if aws_step(line, now) is not Step.NONE:
-                self.advance(request_id, loaded=request)
+                self._grants.advance(request_id, loaded=request)
             elif status is Status.ACTIVE:
                 action = active_action(line, now, revoke_started=False)
                 {"warn": self._warn, "remind_ack": self._remind_ack}.get(action, self._release)(request_id)
@@ -76,9 +85,9 @@ class Workflow(RequestFlows):
 
     def _take(self, request_id: int) -> AccessRequest | None:
         """Renew the lease and load the row just before the work; None when another replica took it over."""
-        with session_scope(self.engine) as session:
+        with session_scope(self.ctx.engine) as session:
             mine = queries.renew_claim(
-                request_id, session=session, owner=self.owner, now=self._clock(), lease=self._tuning.lease
+                request_id, session=session, owner=self.ctx.owner, now=self.ctx.clock(), lease=self.ctx.tuning.lease
             )
             row = queries.get_request(request_id, session=session) if mine else None
         if row is None:
@@ -86,22 +95,22 @@ class Workflow(RequestFlows):
         return row
 
     def _time_out(self, request_id: int) -> None:
-        now = self._clock()
-        with session_scope(self.engine) as session:
-            row = self._locked(request_id, session)
+        now = self.ctx.clock()
+        with session_scope(self.ctx.engine) as session:
+            row = self.ctx.locked(request_id, session)
             if row.status != Status.PENDING:
                 return
-            self._move(session, row, Status.TIMED_OUT, SYSTEM, now)
-            self._reschedule(row)
-            votes = self._votes(row, session)
-        self._notifier.request_changed(row, votes)
-        self._notifier.tell_requester(row, "timed_out")
+            self.ctx.move(session, row, Status.TIMED_OUT, SYSTEM, now)
+            self.ctx.reschedule(row)
+            votes = self.ctx.votes(row, session)
+        self.ctx.notifier.request_changed(row, votes)
+        self.ctx.notifier.tell_requester(row, "timed_out")
 
     def _remind(self, request_id: int) -> None:
-        now = self._clock()
-        with session_scope(self.engine) as session:
-            row = self._locked(request_id, session)
-            escalate_at = self._timeline(row).escalate_at
+        now = self.ctx.clock()
+        with session_scope(self.ctx.engine) as session:
+            row = self.ctx.locked(request_id, session)
+            escalate_at = self.ctx.timeline(row).escalate_at
             escalating = (
                 escalate_at is not None
                 and now >= escalate_at
@@ -113,36 +122,32 @@ class Workflow(RequestFlows):
             queries.record_audit(
                 session=session, actor=SYSTEM, action=action, request_id=request_id, at=now, reminder=row.reminders_sent
             )
-            self._reschedule(row)
+            self.ctx.reschedule(row)
         try:
-            approvers = sorted(self._approvers(row))
+            approvers = sorted(a for a in self.ctx.approvers(row) if a != row.requester_id)
         except UserError:
             approvers = []  # Slack cannot list the approvers now: remind without mentions
-        who = " ".join(f"<@{a}>" for a in approvers if a != row.requester_id)
-        lead = "Escalated" if escalating else "Reminder"
-        self._notifier.in_thread(row, f"{lead}: request #{request_id} is still waiting for a decision. {who}".strip())
-        self._notify_due(row)
+        self.ctx.notifier.remind(row, approvers, escalated=escalating)
+        self.ctx.notify_due(row)
 
     def _remind_ack(self, request_id: int) -> None:
-        now = self._clock()
-        with session_scope(self.engine) as session:
-            row = self._locked(request_id, session)
+        now = self.ctx.clock()
+        with session_scope(self.ctx.engine) as session:
+            row = self.ctx.locked(request_id, session)
             row.reminded_at = now
             row.reminders_sent += 1
-            self._reschedule(row)
-        self._notifier.in_thread(
-            row, f":rotating_light: Break-glass request #{request_id} is still not acknowledged by an approver."
-        )
-        self._notify_due(row)
+            self.ctx.reschedule(row)
+        self.ctx.notifier.nag_acknowledgement(row)
+        self.ctx.notify_due(row)
 
     def _warn(self, request_id: int) -> None:
-        with session_scope(self.engine) as session:
-            row = self._locked(request_id, session)
-            row.warned_at = self._clock()
-            self._reschedule(row)
-        self._notifier.tell_requester(row, "expiring")
-        self._notify_due(row)
+        with session_scope(self.ctx.engine) as session:
+            row = self.ctx.locked(request_id, session)
+            row.warned_at = self.ctx.clock()
+            self.ctx.reschedule(row)
+        self.ctx.notifier.tell_requester(row, "expiring")
+        self.ctx.notify_due(row)
 
     def _release(self, request_id: int) -> None:
-        with session_scope(self.engine) as session:
-            self._reschedule(self._locked(request_id, session))
+        with session_scope(self.ctx.engine) as session:
+            self.ctx.reschedule(self.ctx.locked(request_id, session))

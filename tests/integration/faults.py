@@ -22,16 +22,16 @@ from tests.conftest import Bot
 
 def bot_iam(bot: Bot) -> Any:
     """The IAM client the bot under test uses (the identity resolver shares it)."""
-    granter = bot.runtime.workflow._granters[Kind.IAM_ROLE]
+    granter = bot.runtime.workflow.ctx.granters[Kind.IAM_ROLE]
     assert isinstance(granter, RoleGranter)
-    group = bot.runtime.workflow._granters[Kind.IAM_GROUP]
+    group = bot.runtime.workflow.ctx.granters[Kind.IAM_GROUP]
     assert isinstance(group, GroupGranter) and group._iam is granter._iam
     return granter._iam
 
 
 def bot_kms(bot: Bot) -> Any:
     """The KMS client the bot under test uses."""
-    granter = bot.runtime.workflow._granters[Kind.KMS_KEY]
+    granter = bot.runtime.workflow.ctx.granters[Kind.KMS_KEY]
     assert isinstance(granter, KeyGranter)
     return granter._kms
 

@@ -23,9 +23,9 @@ from bot.aws.clients import AwsClients
 from bot.catalog import load_catalog
 from bot.clock import utcnow
 from bot.reconcile import Problem, Reconciler
-from bot.runtime import build_granters
 from bot.store.db import session_scope
 from bot.store.models import AccessRequest
+from bot.wiring import build_granters
 from tests.conftest import Bot, wait_until
 from tests.integration.faults import bot_iam, inject
 from tests.integration.flows import approve, catalog_with, dm_containing, file_request
@@ -72,6 +72,7 @@ def proxy(moto_url: str, world: World, monkeypatch: pytest.MonkeyPatch) -> Itera
 # -- 1. a revoke while the grant is in flight -----------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_revoke_during_a_slow_grant_ends_the_access_as_soon_as_aws_has_it(
     bot: Bot, slack: FakeSlack, world: World
 ) -> None:
@@ -94,6 +95,7 @@ def test_revoke_during_a_slow_grant_ends_the_access_as_soon_as_aws_has_it(
     dm_containing(slack, "U0ALICE", "revoked")
 
 
+@pytest.mark.both_databases
 def test_revoke_before_the_grant_was_applied_ends_it_without_granting(bot: Bot, world: World) -> None:
     gate = threading.Event()
     # The membership check before the intent is recorded: the grant has not started when the revoke arrives.
@@ -115,6 +117,7 @@ def test_revoke_before_the_grant_was_applied_ends_it_without_granting(bot: Bot, 
 # -- 2. an early revoke is owed from the moment it is recorded -------------------------------------
 
 
+@pytest.mark.both_databases
 def test_an_early_revoke_recorded_by_a_process_that_died_is_finished_by_the_sweep(bot: Bot, world: World) -> None:
     request_id = file_request(bot, "U0ALICE", "request prod-readonly 4h reading logs")
     approve(bot, request_id)
@@ -231,8 +234,8 @@ def test_a_slow_activation_past_its_lease_is_not_taken_over_by_another_replica(
         replica_b = make_bot()
         set_lease = [replica_a, replica_b]
         for replica in set_lease:
-            replica.runtime.workflow._tuning = replace_lease(replica.runtime.workflow._tuning, 1.0)
-            replica.runtime.workflow._claims._lease = timedelta(seconds=1)
+            replica.runtime.workflow.ctx.tuning = replace_lease(replica.runtime.workflow.ctx.tuning, 1.0)
+            replica.runtime.workflow.ctx.claims._lease = timedelta(seconds=1)
         b_adds = inject(bot_iam(replica_b), "AddUserToGroup", code="unused", status=500, times=0)
 
         request_id = file_request(replica_a, "U0ALICE", "request deploy-admins 1h hotfix")
@@ -262,6 +265,7 @@ AUTO_ROLE = """
 """
 
 
+@pytest.mark.both_databases
 def test_an_extension_racing_a_revoke_never_puts_the_role_policy_back(
     make_bot: Callable[..., Bot], catalog_file: Path, world: World
 ) -> None:
@@ -282,6 +286,7 @@ def test_an_extension_racing_a_revoke_never_puts_the_role_policy_back(
     assert user_policies(world) == []
 
 
+@pytest.mark.both_databases
 def test_a_revoke_recorded_while_the_expiry_is_applied_keeps_its_reason(
     bot: Bot, slack: FakeSlack, world: World
 ) -> None:
@@ -299,6 +304,7 @@ def test_a_revoke_recorded_while_the_expiry_is_applied_keeps_its_reason(
     dm_containing(slack, "U0ALICE", "laptop stolen")
 
 
+@pytest.mark.both_databases
 def test_an_extension_applied_while_the_expiry_was_due_is_not_revoked(
     make_bot: Callable[..., Bot], catalog_file: Path, world: World
 ) -> None:
@@ -331,6 +337,7 @@ QUORUM = """
 """
 
 
+@pytest.mark.both_databases
 def test_a_quorum_of_three_real_slack_ids_is_recorded(
     make_bot: Callable[..., Bot], catalog_file: Path, world: World
 ) -> None:
@@ -549,8 +556,8 @@ def test_slack_user_group_lookups_happen_outside_the_row_lock(
     catalog_file.write_text(catalog_with(GROUP_APPROVED))
     slack.usergroups = {"S0ONCALL": ["U0OSCAR"]}
     bot = make_bot()
-    probe = LockProbe(bot.runtime.workflow._directory, database_url)
-    bot.runtime.workflow._directory = probe
+    probe = LockProbe(bot.runtime.workflow.ctx.directory, database_url)
+    bot.runtime.workflow.ctx.directory = probe
     probe.request_id = file_request(bot, "U0ALICE", "request oncall-group 1h look")
     wait_until(lambda: (r := bot.request(probe.request_id)) is not None and r.approval_ts is not None)
 

@@ -93,6 +93,7 @@ def insert_after(bot: Bot, after: int, *, valid: bool) -> int:
     return after + 1
 
 
+@pytest.mark.both_databases
 def test_every_flow_appends_to_one_chain_that_verify_accepts(bot: Bot, history: History, operator: Operator) -> None:
     events = bot.audit()
     assert len(events) > 10
@@ -108,6 +109,7 @@ def test_every_flow_appends_to_one_chain_that_verify_accepts(bot: Bot, history: 
     assert f"head #{events[-1].id} {events[-1].hash}" in result.out
 
 
+@pytest.mark.both_databases
 def test_concurrent_writers_form_one_linear_chain(engine: Engine) -> None:
     threads, each = 8, 25
     start = threading.Barrier(threads)
@@ -187,6 +189,7 @@ def test_renumbering_ids_alone_keeps_the_chain_intact(bot: Bot, history: History
     assert operator("audit", "verify").code == 0
 
 
+@pytest.mark.both_databases
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_export_round_trips_and_the_export_verifies_on_its_own(
     bot: Bot, history: History, operator: Operator, tmp_path: Path, fmt: str
@@ -217,6 +220,7 @@ def test_export_round_trips_and_the_export_verifies_on_its_own(
     assert broken.code == 1 and f"event #{events[0].id} was changed" in broken.out
 
 
+@pytest.mark.both_databases
 def test_export_filters_by_time(bot: Bot, history: History, operator: Operator) -> None:
     events = bot.audit()
     middle = events[len(events) // 2]

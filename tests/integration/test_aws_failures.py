@@ -296,6 +296,7 @@ def test_a_deleted_alias_does_not_pass_for_a_revoked_grant(bot: Bot, world: Worl
     assert ended.grant_ref == active.grant_ref and ended.attempts == 0
 
 
+@pytest.mark.both_databases
 def test_a_grant_that_outlasts_its_claim_leaves_no_kms_grant_behind(bot: Bot, world: World) -> None:
     """CreateGrant hangs past the claim's lease (5 s here), so the sweep may take the activation over."""
     calls: list[float] = []
@@ -316,6 +317,7 @@ def test_a_grant_that_outlasts_its_claim_leaves_no_kms_grant_behind(bot: Bot, wo
     assert grants_on(world) == []
 
 
+@pytest.mark.both_databases
 def test_the_last_of_two_approvals_grants_exactly_once(
     make_bot: Callable[..., Bot], catalog_file: Path, world: World
 ) -> None:

@@ -38,7 +38,7 @@ from tests.support.fake_slack import FakeSlack
 from tests.support.grants import ROLE_ARN, bot_key_grants, bot_policies, create_users
 from tests.support.workers import Wanted, Workers, plant_approved
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("worker_processes")]
 
 USERS = 40
 MUTATING = [

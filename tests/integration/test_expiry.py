@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import pytest
+
 from bot.clock import utcnow
 from bot.slack.messages import ACTION_APPROVE
 from tests.conftest import Bot, wait_until
@@ -20,6 +22,7 @@ def grant(bot: Bot, text: str, *, user: str = "U0ALICE", approver: str = "U0BOB"
     return request_id
 
 
+@pytest.mark.both_databases
 def test_a_grant_that_fell_due_while_the_bot_was_down_is_revoked_soon_after_restart(
     make_bot: Callable[..., Bot], world: World
 ) -> None:
@@ -40,6 +43,7 @@ def test_a_grant_that_fell_due_while_the_bot_was_down_is_revoked_soon_after_rest
     assert [e.to_status for e in second.audit(request_id)].count("expired") == 1
 
 
+@pytest.mark.both_databases
 def test_an_approval_interrupted_before_the_grant_is_finished_by_the_sweep(
     make_bot: Callable[..., Bot], world: World
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Bot, wait_until
@@ -27,6 +28,7 @@ def value(samples: dict[Sample, float], name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+@pytest.mark.both_databases
 def test_metrics_follow_a_grant_from_request_to_expiry(bot: Bot) -> None:
     before = scrape(bot)
     assert value(before, "accessbot_active_grants", kind="iam_group") == 0

@@ -47,6 +47,7 @@ def rows(table: str) -> dict[str, list[str]]:
     return found
 
 
+@pytest.mark.both_databases
 def test_requests_lists_and_filters(history: History, operator: Operator) -> None:
     result = operator("requests")
     assert result.code == 0, result.err
@@ -71,6 +72,7 @@ def test_requests_lists_and_filters(history: History, operator: Operator) -> Non
     assert operator("requests", "--status", "sleeping").code == 2
 
 
+@pytest.mark.both_databases
 def test_who_had_it_during_a_window_who_approved_and_why(bot: Bot, history: History, operator: Operator) -> None:
     expired = bot.request(history.expired)
     assert expired is not None and expired.activated_at is not None and expired.ended_at is not None
@@ -108,6 +110,7 @@ def test_show_prints_the_request_and_its_whole_timeline(history: History, operat
     assert operator("show", "abc").code == 2
 
 
+@pytest.mark.both_databases
 def test_grants_shows_what_is_active_with_time_left(history: History, operator: Operator) -> None:
     result = operator("grants")
     assert result.code == 0

@@ -20,9 +20,9 @@ from bot.aws.clients import AwsClients
 from bot.catalog import Kind, load_catalog
 from bot.clock import utcnow
 from bot.reconcile import Reconciler
-from bot.runtime import build_granters
 from bot.store.db import session_scope
 from bot.store.models import AccessRequest, AuditEvent
+from bot.wiring import build_granters
 from tests.conftest import Bot, wait_until
 from tests.support.aws import World, members
 from tests.support.fake_slack import FakeSlack
@@ -157,6 +157,7 @@ def test_fix_does_not_reapply_a_grant_that_ended_meanwhile(
     assert bot_policies(world.iam, ["bob"]) == []
 
 
+@pytest.mark.both_databases
 def test_the_scheduled_check_alerts_the_approval_channel_once_per_interval(
     make_bot: Callable[..., Bot], engine: Engine, world: World, slack: FakeSlack, grants: dict[str, int]
 ) -> None:

@@ -30,7 +30,7 @@ from tests.support.catalogs import BASIC
 from tests.support.fake_slack import FakeSlack
 from tests.support.grants import Planned, bot_key_grants, bot_policies, create_users, grant_directly
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("worker_processes")]
 
 REPLICAS = 3
 SWEEP_SECONDS = 15.0  # the default: every grant must be revoked within it of its expiry

@@ -126,6 +126,7 @@ def test_authorization_matrix(bot: Bot, slack: FakeSlack, world: World, action: 
         assert slack.find("views.open") == []
 
 
+@pytest.mark.both_databases
 def test_two_approvers_clicking_at_once_on_two_replicas_grant_once(
     make_bot: Callable[..., Bot], catalog_file: Path, slack: FakeSlack, world: World
 ) -> None:
@@ -169,6 +170,7 @@ def test_rate_limit_and_open_request_cap(make_bot: Callable[..., Bot], catalog_f
     assert bot.count() == 3
 
 
+@pytest.mark.both_databases
 def test_a_reason_that_is_too_long_is_refused(bot: Bot) -> None:
     answer = bot.sender.command(REQUESTER, "request deploy-admins 1h " + "é" * 501).json()["text"]
     assert answer == "The reason is 501 characters long; keep it under 500."
@@ -205,6 +207,7 @@ payloads = st.fixed_dictionaries(
 )  # fmt: skip
 
 
+@pytest.mark.both_databases
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload=payloads)
 def test_hostile_interactive_payloads_never_500_and_change_nothing(bot: Bot, payload: dict[str, Any]) -> None:
@@ -217,6 +220,7 @@ def test_hostile_interactive_payloads_never_500_and_change_nothing(bot: Bot, pay
     assert bot.count() == 1
 
 
+@pytest.mark.both_databases
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(max_size=200), user=st.sampled_from([STRANGER, "", "U" + "9" * 40]) | st.text(max_size=20))
 def test_hostile_command_text_never_500_and_stores_nothing_it_should_not(bot: Bot, text: str, user: str) -> None:

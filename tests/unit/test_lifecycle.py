@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 
 import pytest
 
-from bot.domain.lifecycle import FINAL, HOLDS_ACCESS, TRANSITIONS, InvalidTransition, Status, transition
+from bot.domain.lifecycle import FINAL, TRANSITIONS, InvalidTransition, Status, transition
+from bot.store.models import AccessRequest
+from bot.store.queries import holds
 
 S = Status
 
@@ -86,9 +89,30 @@ def test_no_status_moves_to_itself(status: Status) -> None:
         transition(status, status)
 
 
-def test_access_is_held_only_between_approval_and_the_end() -> None:
-    assert {S.APPROVED, S.ACTIVE} == HOLDS_ACCESS
-    assert not HOLDS_ACCESS & FINAL
+T = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("status", "grant_started_at", "ended_at", "held"),
+    [
+        pytest.param(S.APPROVED, None, None, False, id="approved-nothing-applied-yet"),
+        pytest.param(S.APPROVED, T, None, True, id="grant-in-flight"),
+        pytest.param(S.ACTIVE, T, None, True, id="active"),
+        pytest.param(S.EXPIRED, T, T, False, id="ended-and-removed"),
+        pytest.param(S.FAILED, T, None, True, id="failed-with-its-undo-still-owed"),
+        pytest.param(S.FAILED, T, T, False, id="failed-and-undone"),
+        pytest.param(S.REVOKED, None, T, False, id="revoked-before-anything-was-applied"),
+        pytest.param(S.DENIED, None, None, False, id="denied"),
+    ],
+)
+def test_the_bot_may_hold_access_from_the_grant_intent_until_aws_accepted_the_removal(
+    status: Status, grant_started_at: datetime | None, ended_at: datetime | None, held: bool
+) -> None:
+    row = AccessRequest(
+        requester_id="U0ALICE", resource="r", kind="iam_group", target="g", iam_user="alice", iam_user_arn="arn",
+        duration_seconds=60, reason="x", status=status.value, grant_started_at=grant_started_at, ended_at=ended_at,
+    )  # fmt: skip
+    assert holds(row) is held
 
 
 def test_status_values_are_the_stored_strings() -> None:

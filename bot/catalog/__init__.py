@@ -1,0 +1,48 @@
+"""The catalog file: what may be requested, by whom, approved by whom; loaded with clear errors."""
+
+from bot.catalog.loading import load_catalog, parse_catalog
+from bot.catalog.models import (
+    KMS_OPERATIONS,
+    SLACK_ID,
+    ApproverRef,
+    AutoApprove,
+    Catalog,
+    ChannelId,
+    Duration,
+    GroupResource,
+    Identity,
+    KeyResource,
+    Kind,
+    RateLimit,
+    Resource,
+    ResourceBase,
+    ResourceName,
+    RoleResource,
+    Settings,
+    SlackUserId,
+    Strategy,
+)
+
+__all__ = [
+    "KMS_OPERATIONS",
+    "SLACK_ID",
+    "ApproverRef",
+    "AutoApprove",
+    "Catalog",
+    "ChannelId",
+    "Duration",
+    "GroupResource",
+    "Identity",
+    "KeyResource",
+    "Kind",
+    "RateLimit",
+    "Resource",
+    "ResourceBase",
+    "ResourceName",
+    "RoleResource",
+    "Settings",
+    "SlackUserId",
+    "Strategy",
+    "load_catalog",
+    "parse_catalog",
+]

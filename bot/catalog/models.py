@@ -1,0 +1,215 @@
+"""The catalog's models: the kinds of access, per-resource settings, identity mapping, the whole catalog."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from bot.durations import parse_duration
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+SlackUserId = Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,}$")]
+ChannelId = Annotated[str, Field(pattern=r"^[CG][A-Z0-9]{2,}$")]
+ResourceName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+# An approver entry: an approver group name, a Slack user ID (U/W...) or a Slack user-group ID (S...).
+ApproverRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+SLACK_ID = r"^[UWS][A-Z0-9]{2,}$"
+
+KMS_OPERATIONS = frozenset(
+    {
+        "Decrypt",
+        "Encrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "GenerateDataKeyPair",
+        "GenerateDataKeyPairWithoutPlaintext",
+        "ReEncryptFrom",
+        "ReEncryptTo",
+        "Sign",
+        "Verify",
+        "GenerateMac",
+        "VerifyMac",
+        "DescribeKey",
+        "CreateGrant",
+        "RetireGrant",
+        "DeriveSharedSecret",
+    }
+)
+
+
+class Kind(StrEnum):
+    """The three kinds of access accessbot grants."""
+
+    IAM_GROUP = "iam_group"
+    IAM_ROLE = "iam_role"
+    KMS_KEY = "kms_key"
+
+
+class AutoApprove(BaseModel):
+    """`auto_approve: {max_duration: 30m}`: requests up to that long need no person."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_duration: Duration
+
+
+class RateLimit(BaseModel):
+    """`rate_limit: {requests: 10, per: 1h}`: at most that many requests per user in that window."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests: int = Field(ge=1, le=10000)
+    per: Duration
+
+
+class Settings(BaseModel):
+    """Keys that may be set per resource or once under `defaults`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    approval_channel: ChannelId | None = None
+    min_duration: Duration = timedelta(minutes=5)
+    default_duration: Duration = timedelta(hours=1)
+    max_duration: Duration = timedelta(hours=8)
+    approvals_required: int = Field(default=1, ge=1, le=10)
+    allow_self_approval: bool = False
+    require_mfa: bool = False
+    approvers: tuple[ApproverRef, ...] = ()
+    pending_timeout: Duration = timedelta(hours=4)
+    warn_before: Duration = timedelta(minutes=10)
+    description: str = Field(default="", max_length=300)
+    requesters: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")], ...] = ()
+    max_extensions: int = Field(default=2, ge=0, le=20)
+    auto_approve: bool | AutoApprove = False
+    auto_approve_limit: int = Field(default=3, ge=0, le=1000)
+    remind_after: Duration = timedelta(minutes=30)
+    max_reminders: int = Field(default=3, ge=0, le=20)
+    escalate_to: tuple[ApproverRef, ...] = ()
+    escalate_after: Duration = timedelta(hours=1)
+    break_glass: bool = False
+    audit_channel: ChannelId | None = None
+    rate_limit: RateLimit = RateLimit(requests=10, per=timedelta(hours=1))
+    max_open_requests: int = Field(default=5, ge=1, le=1000)
+
+    @property
+    def auto_approve_max(self) -> timedelta | None:
+        """The longest duration approved without a person, or None when nothing is."""
+        if isinstance(self.auto_approve, AutoApprove):
+            return self.auto_approve.max_duration
+        return self.max_duration if self.auto_approve else None
+
+
+class ResourceBase(Settings):
+    """The settings of one resource, defaults merged in, checked together; each kind adds its target."""
+
+    @model_validator(mode="after")
+    def _durations_in_order(self) -> ResourceBase:
+        if not self.min_duration <= self.default_duration <= self.max_duration:
+            raise ValueError("durations must satisfy min_duration <= default_duration <= max_duration")
+        if self.approval_channel is None:
+            raise ValueError("approval_channel: missing (set it on the resource or under defaults)")
+        if not self.approvers:
+            raise ValueError("approvers: missing (list approver groups or Slack IDs)")
+        return self
+
+
+class GroupResource(ResourceBase):
+    """Membership of an IAM group."""
+
+    kind: Literal[Kind.IAM_GROUP]
+    group_name: str = Field(pattern=r"^[A-Za-z0-9_+=,.@-]{1,128}$")
+
+    @property
+    def target(self) -> str:
+        """The AWS name this resource grants."""
+        return self.group_name
+
+
+class RoleResource(ResourceBase):
+    """The right to assume an IAM role."""
+
+    kind: Literal[Kind.IAM_ROLE]
+    role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}$")
+
+    @property
+    def target(self) -> str:
+        """The AWS name this resource grants."""
+        return self.role_arn
+
+
+class KeyResource(ResourceBase):
+    """Use of a KMS key for named operations."""
+
+    kind: Literal[Kind.KMS_KEY]
+    key_id: str = Field(min_length=1, max_length=2048)
+    operations: tuple[str, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_operations(self) -> KeyResource:
+        unknown = sorted(set(self.operations) - KMS_OPERATIONS)
+        if unknown:
+            raise ValueError(f"operations: unknown KMS operation(s) {', '.join(unknown)}")
+        return self
+
+    @property
+    def target(self) -> str:
+        """The AWS name this resource grants."""
+        return self.key_id
+
+
+Resource = Annotated[GroupResource | RoleResource | KeyResource, Field(discriminator="kind")]
+
+
+class Strategy(StrEnum):
+    """How a Slack user becomes an IAM user."""
+
+    EMAIL_TAG = "email_tag"
+    IAM_USERNAME = "iam_username"
+    STATIC = "static"
+
+
+class Identity(BaseModel):
+    """How a Slack user is mapped to an IAM user."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strategy: Strategy = Strategy.EMAIL_TAG
+    tag_key: str = Field(default="email", min_length=1, max_length=128)
+    static: dict[SlackUserId, Annotated[str, Field(pattern=r"^[A-Za-z0-9_+=,.@-]{1,64}$")]] = Field(
+        default_factory=dict
+    )
+
+
+class Catalog(BaseModel):
+    """The whole catalog, with defaults already merged into every resource."""
+
+    model_config = ConfigDict(frozen=True)
+
+    defaults: Settings
+    identity: Identity
+    approver_groups: dict[ResourceName, tuple[Annotated[str, Field(pattern=SLACK_ID)], ...]]
+    resources: dict[str, GroupResource | RoleResource | KeyResource]
+
+    def resource(self, name: str) -> GroupResource | RoleResource | KeyResource | None:
+        """The resource of that name, or None."""
+        return self.resources.get(name)
+
+    def approvers_of(self, name: str, *, escalated: bool = False) -> frozenset[str]:
+        """Slack user and user-group IDs that may approve the resource (with escalate_to once escalated)."""
+        resource = self.resources[name]
+        refs = resource.approvers + (resource.escalate_to if escalated else ())
+        return self._flatten(refs)
+
+    def requesters_of(self, name: str) -> frozenset[str] | None:
+        """Slack user and user-group IDs that may request the resource, or None for everyone."""
+        refs = self.resources[name].requesters
+        return self._flatten(refs) if refs else None
+
+    def _flatten(self, refs: tuple[str, ...]) -> frozenset[str]:
+        found: set[str] = set()
+        for ref in refs:
+            found.update(self.approver_groups.get(ref, (ref,)))
+        return frozenset(found)

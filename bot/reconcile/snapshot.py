@@ -1,0 +1,97 @@
+"""Reading both sides for a comparison: the database (before and after), and what AWS has in between.
+
+The database is read before and after AWS is listed, so work finishing meanwhile is not reported: a
+grant counts as owed only when it was owed in both reads, and only the second read says who holds what.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from bot.aws import inventory
+from bot.catalog import Catalog, GroupResource, KeyResource, Kind
+from bot.domain.lifecycle import Status
+from bot.reconcile.drift import Aws, Database, Request
+from bot.store import queries
+from bot.store.db import session_scope
+from bot.store.models import AccessRequest
+
+
+def take(engine: Engine, catalog: Catalog, *, iam: Any, kms: Any, now: datetime) -> tuple[Database, Aws]:
+    """Read the database, list AWS, read the database again; return what each side holds."""
+    with session_scope(engine) as session:
+        before = {r.id: r for r in queries.holding(session=session)}
+        groups = queries.granted_targets(Kind.IAM_GROUP.value, session=session)
+        keys = queries.granted_targets(Kind.KMS_KEY.value, session=session)
+        keys |= queries.granted_target_arns(Kind.KMS_KEY.value, session=session)
+    aws = list_aws(catalog, groups, keys, iam=iam, kms=kms)
+    with session_scope(engine) as session:
+        after = {r.id: r for r in queries.holding(session=session)}
+        pairs = queries.bot_group_pairs(session=session)
+        named: dict[int, Request] = {}
+        for request_id in sorted(_named_ids(aws, pairs)):
+            row = queries.get_request(request_id, session=session)
+            if row is not None:
+                named[request_id] = request_of(row)
+    database = Database(
+        owed=tuple(
+            request_of(r) for r in after.values() if r.id in before and owed(before[r.id], now) and owed(r, now)
+        ),
+        holders={request.id: request for request in map(request_of, after.values())},
+        group_pairs=pairs,
+        named=named,
+    )
+    return database, aws
+
+
+def list_aws(catalog: Catalog, groups: set[str], keys: set[str], *, iam: Any, kms: Any) -> Aws:
+    """The groups and keys the bot ever granted or the catalog names, and every policy and grant named like its own."""
+    for item in catalog.resources.values():
+        if isinstance(item, GroupResource):
+            groups.add(item.group_name)
+        elif isinstance(item, KeyResource):
+            keys.add(item.key_id)
+    members = {group: inventory.group_members(iam, group) for group in sorted(groups)}
+    policies = inventory.bot_user_policies(iam, inventory.user_names(iam))
+    key_arns = {key: inventory.key_arn(kms, key) for key in sorted(keys)}
+    grants = [g for arn in sorted({a for a in key_arns.values() if a}) for g in inventory.bot_key_grants(kms, arn)]
+    return Aws(members=members, policies=tuple(policies), key_arns=key_arns, grants=tuple(grants))
+
+
+def owed(row: AccessRequest, now: datetime) -> bool:
+    """Whether AWS must have this request's access now."""
+    return (
+        row.status == Status.ACTIVE
+        and row.revoke_started_at is None
+        and row.end_requested_at is None
+        and row.expires_at is not None
+        and row.expires_at > now
+    )
+
+
+def request_of(row: AccessRequest) -> Request:
+    """The part of a request row the comparison reads."""
+    assert row.id is not None
+    return Request(
+        id=row.id,
+        kind=row.kind,
+        status=row.status,
+        resource=row.resource,
+        iam_user=row.iam_user,
+        iam_user_arn=row.iam_user_arn,
+        target=row.target,
+        target_arn=row.target_arn,
+        expires_at=row.expires_at,
+        approval_channel=row.approval_channel,
+    )
+
+
+def _named_ids(aws: Aws, pairs: dict[tuple[str, str], int]) -> set[int]:
+    """The requests the comparison may ask about: those AWS objects are named after, and those behind a membership."""
+    names = [p.name for p in aws.policies] + [g.name for g in aws.grants]
+    found = {request_id for request_id in map(inventory.request_id_of, names) if request_id is not None}
+    found |= {request_id for (user, group), request_id in pairs.items() if user in (aws.members.get(group) or ())}
+    return found

@@ -1,0 +1,60 @@
+"""Queries and row claims, by concern: they take a keyword-only session and never commit."""
+
+from bot.store.queries.audit import audit_events, audit_trail, last_audit_at, record_audit, revoke_reason
+from bot.store.queries.claims import claim_due, next_due_at, renew_claim, renew_claims
+from bot.store.queries.holding import (
+    bot_group_pairs,
+    granted_target_arns,
+    granted_targets,
+    holders_of,
+    holding,
+    holds,
+    keeps,
+    may_hold,
+    other_holders,
+    others_may_hold,
+)
+from bot.store.queries.requests import (
+    active_by_kind,
+    auto_approved_since,
+    filed_since,
+    find_requests,
+    get_request,
+    in_status,
+    lock_request,
+    open_count,
+    requests_of,
+    votes_for,
+)
+
+__all__ = [
+    "active_by_kind",
+    "audit_events",
+    "audit_trail",
+    "auto_approved_since",
+    "bot_group_pairs",
+    "claim_due",
+    "filed_since",
+    "find_requests",
+    "get_request",
+    "granted_target_arns",
+    "granted_targets",
+    "holders_of",
+    "holding",
+    "holds",
+    "in_status",
+    "keeps",
+    "last_audit_at",
+    "lock_request",
+    "may_hold",
+    "next_due_at",
+    "open_count",
+    "other_holders",
+    "others_may_hold",
+    "record_audit",
+    "renew_claim",
+    "renew_claims",
+    "requests_of",
+    "revoke_reason",
+    "votes_for",
+]

@@ -1,0 +1,117 @@
+"""The checks a request and a vote go through: who may ask, for how long, how often; how a refusal reads."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlmodel import Session
+
+from bot.catalog import GroupResource, KeyResource, RoleResource
+from bot.domain import policy
+from bot.domain.audit import AuditAction
+from bot.domain.lifecycle import Status
+from bot.durations import DurationError, format_duration, parse_duration
+from bot.errors import UserError
+from bot.store import queries
+from bot.store.models import AccessRequest
+from bot.workflow.context import Context
+
+Resource = GroupResource | RoleResource | KeyResource
+
+
+def enforce_limits(session: Session, requester: str, item: Resource, now: datetime) -> None:
+    """Per-user rate limit and cap on open requests (checked in the inserting transaction)."""
+    limit = item.rate_limit
+    if queries.filed_since(requester, now - limit.per, session=session) >= limit.requests:
+        raise UserError(
+            f"You filed {limit.requests} requests in the last {format_duration(limit.per)}, the most allowed; "
+            "try again later."
+        )
+    if queries.open_count(requester, session=session) >= item.max_open_requests:
+        raise UserError(
+            f"You already have {item.max_open_requests} open requests; cancel or finish one first (/access list)."
+        )
+
+
+def may_request(ctx: Context, user: str, resource: str) -> bool:
+    allowed = ctx.catalog.requesters_of(resource)
+    return allowed is None or user in ctx.directory.expand(allowed)
+
+
+def auto_approvable(session: Session, requester: str, item: Resource, wanted: timedelta, now: datetime) -> bool:
+    ceiling = item.auto_approve_max
+    if ceiling is None or wanted > ceiling:
+        return False
+    since = now - timedelta(days=1)
+    return queries.auto_approved_since(requester, since, session=session) < item.auto_approve_limit
+
+
+def requested_duration(
+    text: str | None,
+    item: Resource,
+    resource: str,
+    *,
+    field: str = "duration",
+    minimum: timedelta | None = None,
+) -> timedelta:
+    try:
+        wanted = parse_duration(text) if text else item.default_duration
+    except DurationError as exc:
+        raise UserError(f"{exc}.", field=field) from None
+    low = item.min_duration if minimum is None else minimum
+    if not low <= wanted <= item.max_duration:
+        raise UserError(
+            f"{resource} can be granted for {format_duration(low)} to "
+            f"{format_duration(item.max_duration)}; you asked for {format_duration(wanted)}.",
+            field=field,
+        )
+    return wanted
+
+
+def record_vote(session: Session, request: AccessRequest, actor: str, approved_by: list[str], now: datetime) -> None:
+    """Audit a vote that did not yet reach the quorum (on a request or on its extension)."""
+    queries.record_audit(
+        session=session,
+        actor=actor,
+        action=AuditAction.APPROVAL_VOTE,
+        request_id=request.id,
+        at=now,
+        approvals=len(approved_by),
+        required=request.approvals_required,
+    )
+
+
+def extending(request: AccessRequest) -> bool:
+    """Whether the open decision is about an extension of an active grant."""
+    return (
+        request.extension_seconds is not None
+        and request.extension_approved_at is None
+        and request.status == Status.ACTIVE
+    )
+
+
+def refusal(decision: policy.Decision, request: AccessRequest, verb: str = "decide") -> str:
+    reason = policy.Reason
+    state = request.status.replace("_", " ")
+    messages = {
+        reason.SELF_APPROVAL: f"You cannot approve or deny your own request #{request.id}.",
+        reason.NOT_AN_APPROVER: f"Only the approvers of {request.resource} can {verb} request #{request.id}.",
+        reason.ALREADY_DECIDED: f"Request #{request.id} is already {state}"
+        + (" (by {people})." if request.decided_by else "."),
+        reason.ALREADY_VOTED: f"You already voted on request #{request.id}; it needs "
+        f"{request.approvals_required} distinct approvers.",
+        reason.NOT_THE_REQUESTER: f"Only the requester can {verb} request #{request.id}.",
+        reason.WRONG_STATE: f"Request #{request.id} is {state}, so it cannot be {verb}led now."
+        if verb == "cancel"
+        else f"Request #{request.id} is {state}; nothing to {verb}.",
+    }
+    return messages.get(decision.reason, f"You cannot do that to request #{request.id}.")
+
+
+def deciders(request: AccessRequest) -> list[str]:
+    """The IDs of who decided the request, for a refusal that names them."""
+    return [i.strip() for i in (request.decided_by or "").split(",") if i.strip()]
+
+
+def short(text: str) -> str:
+    return text if len(text) <= 40 else text[:40] + "…"

@@ -1,0 +1,184 @@
+"""Taking access away: ends (expiry, early revoke), undoing a failed grant, lifting a role's session deny.
+
+Called by GrantService.advance with the request's locks held; what AWS refuses stays owed (retry_at).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from bot.aws.errors import AwsError
+from bot.aws.granters import Ended
+from bot.catalog import Kind
+from bot.domain.audit import AuditAction
+from bot.domain.lifecycle import Status
+from bot.domain.schedule import retry_delay
+from bot.store import queries
+from bot.store.db import session_scope
+from bot.store.models import AccessRequest
+from bot.workflow.base import SHARED_STATE, SYSTEM, Alert, log
+from bot.workflow.context import Context
+
+
+class Ends:
+    """The steps that end access in AWS, and what they share with an undo."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def drop(self, request: AccessRequest) -> None:
+        """An end asked for before anything was applied: the request ends without touching AWS."""
+        assert request.id is not None
+        now = self.ctx.clock()
+        with session_scope(self.ctx.engine) as session:
+            row = self.ctx.locked(request.id, session)
+            self.ctx.move(session, row, Status.REVOKED, row.ended_by or SYSTEM, now, applied=False)
+            row.ended_at = now
+            self.ctx.reschedule(row)
+            votes = self.ctx.votes(row, session)
+            reason = queries.revoke_reason(request.id, session=session)
+        self.after_end(row, Status.REVOKED, votes, reason)
+
+    def end(self, request: AccessRequest) -> None:
+        """Remove the grant from AWS, then mark it expired or revoked; retried with backoff on failure."""
+        request_id = request.id
+        assert request_id is not None
+        now = self.ctx.clock()
+        if request.revoke_started_at is None:
+            with session_scope(self.ctx.engine) as session:
+                row = self.ctx.locked(request_id, session)
+                row.revoke_started_at = now
+            request = row
+        ended = self.remove(request)
+        if ended is None:
+            return
+        now = self.ctx.clock()  # ended when AWS accepted the revoke, not when it was asked
+        with session_scope(self.ctx.engine) as session:
+            row = self.ctx.locked(request_id, session)
+            # Read under the lock: a revoke recorded while AWS was being asked wins over the expiry.
+            end_status = Status(row.end_status or Status.EXPIRED)
+            self.ctx.move(session, row, end_status, row.ended_by or SYSTEM, now, attempts=row.attempts, **_noted(ended))
+            self.ended(row, ended, now)
+            votes = self.ctx.votes(row, session)
+            reason = queries.revoke_reason(request_id, session=session) if end_status is Status.REVOKED else None
+        if end_status is Status.EXPIRED and row.expires_at is not None:
+            self.ctx.metrics.revoke_lag.observe(max(0.0, (self.ctx.clock() - row.expires_at).total_seconds()))
+        self.after_end(row, end_status, votes, reason)
+
+    def cleanup(self, request: AccessRequest) -> None:
+        """Remove what a failed (or finished) request may still hold in AWS: owed work, never dropped."""
+        assert request.id is not None
+        ended = self.remove(request)
+        if ended is None:
+            return
+        now = self.ctx.clock()
+        with session_scope(self.ctx.engine) as session:
+            row = self.ctx.locked(request.id, session)
+            queries.record_audit(
+                session=session,
+                actor=SYSTEM,
+                action=AuditAction.UNDONE,
+                request_id=request.id,
+                at=now,
+                attempts=row.attempts,
+                **_noted(ended),
+            )
+            self.ended(row, ended, now)
+        self.ctx.notify_due(row)
+
+    def lift(self, request: AccessRequest) -> None:
+        """Remove a role's session deny once every session it was for has expired by itself."""
+        assert request.id is not None
+        try:
+            self.ctx.granters[Kind(request.kind)].lift(self.ctx.spec(request))
+        except AwsError as exc:
+            self.aws_failed(request.id, exc, AuditAction.LIFT_FAILED)
+            return
+        with session_scope(self.ctx.engine) as session:
+            row = self.ctx.locked(request.id, session)
+            row.sessions_denied_until = row.retry_at = None
+            queries.record_audit(
+                session=session,
+                actor=SYSTEM,
+                action=AuditAction.SESSIONS_DENY_LIFTED,
+                request_id=request.id,
+                at=self.ctx.clock(),
+            )
+            self.ctx.reschedule(row)
+
+    def remove(self, request: AccessRequest) -> Ended | None:
+        """Take the request's access away in AWS (unless another grant keeps it); None when AWS refused."""
+        assert request.id is not None
+        granter = self.ctx.granters[Kind(request.kind)]
+        try:
+            kept = self.kept_elsewhere(request)
+            if kept and granter.shared:
+                return Ended(note="another grant of the same access keeps it")
+            return granter.revoke(replace(self.ctx.spec(request), end_sessions=not kept), request.grant_ref)
+        except AwsError as exc:
+            self.aws_failed(request.id, exc, AuditAction.REVOKE_FAILED)
+            return None
+
+    def kept_elsewhere(self, request: AccessRequest) -> bool:
+        """Whether another grant keeps the same shared AWS state (a membership, a role's sessions) for the user."""
+        if Kind(request.kind) not in SHARED_STATE:
+            return False
+        with session_scope(self.ctx.engine) as session:
+            return queries.other_holders(request, session=session) > 0
+
+    def ended(self, row: AccessRequest, ended: Ended, now: Any) -> None:
+        """AWS accepted the removal: nothing is held any more (a session deny may still be owed its lifting)."""
+        row.ended_at = now
+        row.retry_at = None
+        row.sessions_denied_until = ended.lift_at
+        self.ctx.reschedule(row)
+
+    def after_end(self, row: AccessRequest, end_status: Status, votes: Any, reason: str | None) -> None:
+        self.ctx.notifier.tell_requester(row, "ended", reason)
+        self.ctx.to_audit_channel(row, end_status.value, reason)
+        if end_status is Status.REVOKED:
+            self.ctx.notifier.request_changed(row, votes)
+            self.ctx.notifier.revoked_early(row)
+        self.ctx.notify_due(row)
+
+    def aws_failed(self, request_id: int, error: AwsError, action: AuditAction) -> None:
+        """Owed AWS work failed: try again after a backoff that nothing moves later; alert when it keeps failing."""
+        now = self.ctx.clock()
+        self.ctx.metrics.aws_failures.labels(operation=error.operation).inc()
+        with session_scope(self.ctx.engine) as session:
+            row = self.ctx.locked(request_id, session)
+            row.attempts += 1
+            row.last_error = str(error)[:2000]
+            row.retry_at = now + retry_delay(row.attempts, self.ctx.tuning.retry_base)
+            self.ctx.reschedule(row)
+            queries.record_audit(session=session, actor=SYSTEM, action=action, request_id=request_id, at=now,
+                                 attempts=row.attempts, error=str(error))  # fmt: skip
+            alert = row.attempts == self.ctx.tuning.alert_after
+            if alert:
+                queries.record_audit(
+                    session=session,
+                    actor=SYSTEM,
+                    action=AuditAction.ALERT,
+                    request_id=request_id,
+                    at=now,
+                    error=str(error),
+                )
+        work = "lifting the session deny" if action is AuditAction.LIFT_FAILED else "revoke"
+        if alert:
+            log.error("%s keeps failing (%d attempts): %s", work, row.attempts, error, extra={"request_id": request_id})
+            kind = Alert.LIFT_FAILING if action is AuditAction.LIFT_FAILED else Alert.REVOKE_FAILING
+            self.ctx.alert(row, kind, attempts=row.attempts, error=str(error))
+        else:
+            log.warning("%s failed, will retry: %s", work, error, extra={"request_id": request_id})
+        self.ctx.notify_due(row)
+
+
+def _noted(ended: Ended) -> dict[str, Any]:
+    """Audit details of what an end left behind."""
+    details: dict[str, Any] = {}
+    if ended.lift_at is not None:
+        details["sessions_denied_until"] = ended.lift_at
+    if ended.note:
+        details["note"] = ended.note
+    return details
