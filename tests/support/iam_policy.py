@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 POLICY = Path(__file__).resolve().parents[2] / "docs" / "iam-policy.json"
-CALLED: set[str] = set()
+CALLED: set[str] = set()  # every operation seen this run (checked against the policy at the end)
+CALLS: list[str] = []  # the same, in order, so a test can look at the calls of its own flow
 
 
 def allowed_actions() -> list[str]:
@@ -30,4 +31,6 @@ def not_allowed(operations: set[str]) -> list[str]:
 
 def record(model: Any, **_: Any) -> None:
     """botocore before-call hook: remember `service:Operation`."""
-    CALLED.add(f"{model.service_model.endpoint_prefix}:{model.name}")
+    operation = f"{model.service_model.endpoint_prefix}:{model.name}"
+    CALLED.add(operation)
+    CALLS.append(operation)
