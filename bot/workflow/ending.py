@@ -117,7 +117,8 @@ class Ends:
                 return Ended(note="another grant of the same access keeps it")
             return granter.revoke(replace(self.ctx.spec(request), end_sessions=not kept), request.grant_ref)
         except AwsError as exc:
-            self.aws_failed(request.id, exc, AuditAction.REVOKE_FAILED)
+            undo = request.status == Status.FAILED  # removing what a failed grant applied
+            self.aws_failed(request.id, exc, AuditAction.UNDO_FAILED if undo else AuditAction.REVOKE_FAILED)
             return None
 
     def kept_elsewhere(self, request: AccessRequest) -> bool:

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.aws.errors import AwsError
-from bot.aws.granters import Ended, Granter, GrantSpec
+from bot.aws.granters import Granter, GrantSpec
 from bot.catalog import Kind
 from bot.domain import policy
 from bot.domain.audit import AuditAction
@@ -33,7 +33,7 @@ from bot.workflow.ending import Ends
 # A step can leave another owed at once (a grant or an extension whose revoke was asked meanwhile): do
 # both in one visit. The other steps end what is owed (a lift is due hours later).
 MAX_STEPS = 4
-CHAINED = frozenset({Step.GRANT, Step.EXTEND})
+CHAINED = frozenset({Step.GRANT, Step.EXTEND})  # a failed grant chains to its CLEANUP
 
 
 class GrantService:
@@ -131,7 +131,7 @@ class GrantService:
                 self._refuse_if_held_elsewhere(request, granter, spec)
                 spec = replace(spec, target_arn=granter.locate(spec))
             except AwsError as exc:
-                self._fail(request.id, exc, None)
+                self._fail(request.id, exc)
                 return
             started = self._record_grant_intent(request.id, spec)
             if started is None:
@@ -140,7 +140,7 @@ class GrantService:
         try:
             grant_ref = granter.grant(spec)
         except AwsError as exc:
-            self._fail(request.id, exc, spec)
+            self._fail(request.id, exc)
             return
         now = self.ctx.clock()
         with session_scope(self.ctx.engine) as session:
@@ -241,24 +241,11 @@ class GrantService:
         assert row.expires_at is not None
         return replace(spec, expires_at=row.expires_at)
 
-    def _fail(self, request_id: int, error: AwsError, attempted: GrantSpec | None) -> None:
-        """The grant failed: undo whatever part AWS applied, then mark the request failed.
-
-        An undo that fails too stays owed (the row keeps holding access until AWS accepts it), retried
-        with backoff and alerted like any revoke.
-        """
+    def _fail(self, request_id: int, error: AwsError) -> None:
+        """The grant failed: mark the request failed. Whatever part AWS may have applied stays held by the
+        row (grant started, not ended), so the next step is the same CLEANUP as every owed removal: retried
+        with backoff and alerted until AWS accepts it."""
         self.ctx.metrics.aws_failures.labels(operation=error.operation).inc()
-        ended: Ended | None = Ended()
-        undo_error: AwsError | None = None
-        request = self.ctx.load(request_id)
-        if attempted is not None:
-            granter = self.ctx.granters[Kind(request.kind)]
-            try:
-                kept = self._ends.kept_elsewhere(request)
-                if not (kept and granter.shared):
-                    ended = granter.revoke(replace(attempted, end_sessions=not kept), None)
-            except AwsError as exc:
-                ended, undo_error = None, exc
         now = self.ctx.clock()
         with session_scope(self.ctx.engine) as session:
             row = self.ctx.locked(request_id, session)
@@ -266,14 +253,9 @@ class GrantService:
             row.last_error = str(error)[:2000]
             if row.grant_started_at is not None:
                 row.revoke_started_at = now
-                if ended is not None:
-                    self._ends.ended(row, ended, now)
             self.ctx.reschedule(row)
             votes = self.ctx.votes(row, session)
         log.warning("grant failed: %s", error, extra={"request_id": request_id})
-        if undo_error is not None:
-            log.warning("undo after a failed grant failed too: %s", undo_error, extra={"request_id": request_id})
-            self._ends.aws_failed(request_id, undo_error, AuditAction.UNDO_FAILED)
         self.ctx.notifier.request_changed(row, votes)
         self.ctx.notifier.tell_requester(row, "failed")
         self.ctx.to_audit_channel(row, "failed")

@@ -118,12 +118,9 @@ def test_chaos(
     world: World,
     slack: FakeSlack,
     tmp_path: Path,
-    moto_url: str,
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("replicas share PostgreSQL")
     try:
-        run(seed, chaotic_aws, engine, database_url, world, slack, tmp_path, moto_url)
+        run(seed, chaotic_aws, engine, database_url, world, slack, tmp_path)
     except BaseException as exc:
         raise AssertionError(f"chaos run failed; replay its choices with CHAOS_SEED={seed}: {exc}") from exc
 
@@ -136,7 +133,6 @@ def run(
     world: World,
     slack: FakeSlack,
     tmp_path: Path,
-    moto_url: str,
 ) -> None:
     rng = random.Random(seed)
     catalog = tmp_path / "catalog.yaml"

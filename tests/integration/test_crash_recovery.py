@@ -82,8 +82,6 @@ def test_a_restarted_process_takes_over_a_grant_its_crashed_self_left_within_10s
 def test_another_replica_takes_over_within_15s_of_the_crash_and_not_while_the_holder_lives(
     engine: Engine, database_url: str, world: World, crew: Workers, stalled_aws: ChaosProxy
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("replicas share PostgreSQL")
     crew.start(2)
     request_id = plant(engine, world)
     wait_until(lambda: "alice" in members(world.iam, "deploy-admins"), timeout=15)

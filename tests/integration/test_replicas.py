@@ -3,14 +3,9 @@ within the sweep interval, and the work of a replica killed mid-sweep is finishe
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,11 +19,12 @@ from bot.catalog import Kind
 from bot.clock import utcnow
 from bot.store.db import make_engine, session_scope
 from bot.store.models import AccessRequest, AuditEvent
-from tests.conftest import TOKEN, wait_until
+from tests.conftest import wait_until
 from tests.support.aws import World, members
 from tests.support.catalogs import BASIC
 from tests.support.fake_slack import FakeSlack
 from tests.support.grants import Planned, bot_key_grants, bot_policies, create_users, grant_directly
+from tests.support.workers import Worker, Workers
 
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("worker_processes")]
 
@@ -36,19 +32,6 @@ REPLICAS = 3
 SWEEP_SECONDS = 15.0  # the default: every grant must be revoked within it of its expiry
 LEASE_SECONDS = 3.0
 STARTUP = 12.0  # seconds for three worker processes to start on a busy two-core machine
-
-
-@dataclass
-class Worker:
-    """One `python -m bot worker` process and what it wrote to stderr."""
-
-    process: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
-
-    def read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line)
 
 
 @pytest.fixture
@@ -66,41 +49,16 @@ def start_workers(
     postgres_url: str, pg: Engine, moto_url: str, world: World, slack: FakeSlack, tmp_path: Path
 ) -> Iterator[Callable[[], list[Worker]]]:
     (tmp_path / "catalog.yaml").write_text(BASIC)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ACCESSBOT_", "DATABASE_"))}
-    env.update(
-        SLACK_BOT_TOKEN=TOKEN,
-        SLACK_API_URL=slack.url,
-        DATABASE_URL=postgres_url,
-        AWS_ENDPOINT_URL=moto_url,
-        ACCESSBOT_CATALOG=str(tmp_path / "catalog.yaml"),
-        ACCESSBOT_SWEEP_SECONDS=str(SWEEP_SECONDS),
-        ACCESSBOT_LEASE_SECONDS=str(LEASE_SECONDS),
-        ACCESSBOT_RECONCILE_SECONDS="0",
-        LOG_LEVEL="INFO",
+    crew = Workers(
+        database_url=postgres_url,
+        aws_url=moto_url,
+        slack_url=slack.url,
+        catalog=tmp_path / "catalog.yaml",
+        sweep_seconds=str(SWEEP_SECONDS),
+        lease_seconds=str(LEASE_SECONDS),
     )
-    started: list[Worker] = []
-
-    def start() -> list[Worker]:
-        for _ in range(REPLICAS):
-            process = subprocess.Popen(
-                [sys.executable, "-m", "bot", "worker"], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
-            )
-            worker = Worker(process)
-            threading.Thread(target=worker.read, daemon=True).start()
-            started.append(worker)
-        for worker in started:
-            wait_until(lambda w=worker: any("scheduler started" in line for line in w.lines), timeout=30)
-        return started
-
-    yield start
-    for worker in started:
-        if worker.process.poll() is None:
-            worker.process.terminate()
-    for worker in started:
-        try:
-            worker.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.process.kill()
+    yield lambda: crew.start(REPLICAS)
+    crew.stop()
 
 
 def expired_events(engine: Engine, ids: list[int]) -> list[AuditEvent]:
