@@ -570,3 +570,22 @@ def test_slack_user_group_lookups_happen_outside_the_row_lock(
     bot.sender.command("U0OSCAR", f"revoke {probe.request_id}")  # a revoke by an approver
     bot.wait_status(probe.request_id, "revoked")
     assert probe.seen_locked and not any(probe.seen_locked), probe.seen_locked
+
+
+def test_lifting_a_session_deny_that_aws_refuses_stays_owed_until_it_goes_through(bot: Bot, world: World) -> None:
+    request_id = file_request(bot, "U0ALICE", "request prod-readonly 1h reading logs")
+    approve(bot, request_id)
+    bot.wait_status(request_id, "active")
+    bot.sender.command("U0ALICE", f"revoke {request_id}")
+    bot.wait_status(request_id, "revoked")
+    name = f"accessbot-{request_id}"
+    assert role_policy(world, name) is not None
+    refusal = inject(bot_iam(bot), "DeleteRolePolicy", code="AccessDenied", status=403, times=1)
+
+    set_row(bot, request_id, sessions_denied_until=utcnow(), next_due_at=utcnow())
+    wait_until(lambda: role_policy(world, name) is None, timeout=10)  # tried again after the backoff
+    assert refusal.failed == 1
+    wait_until(lambda: "sessions_deny_lifted" in actions(bot, request_id))
+    assert actions(bot, request_id).count("lift_failed") == 1
+    lifted = bot.request(request_id)
+    assert lifted is not None and lifted.sessions_denied_until is None and lifted.retry_at is None
