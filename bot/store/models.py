@@ -18,6 +18,7 @@ class AccessRequest(SQLModel, table=True):
         Index("ix_access_requests_next_due_at", "next_due_at"),
         Index("ix_access_requests_requester_status", "requester_id", "status"),
         Index("ix_access_requests_holder", "iam_user", "target", "status"),
+        Index("ux_access_requests_submission", "submission", unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -75,6 +76,8 @@ class AccessRequest(SQLModel, table=True):
     next_due_at: datetime | None = None
     claimed_by: str | None = Field(default=None, max_length=256)
     claimed_until: datetime | None = None
+    # The Slack submission (slash command trigger, modal view) it was filed from: a retry files nothing new.
+    submission: str | None = Field(default=None, max_length=128)
 
 
 class Vote(SQLModel, table=True):
