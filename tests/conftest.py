@@ -34,6 +34,7 @@ import contextlib
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
@@ -61,6 +63,10 @@ from tests.support.slack_sender import SlackSender
 
 SECRET = "signing-secret-TEST-1f2e3d"
 TOKEN = "xoxb-TEST-token-4c5b6a"
+# Property tests check what is true, not how fast: on two shared cores under a parallel suite a single
+# example can take longer than Hypothesis's default 200 ms deadline, which would fail a correct test.
+settings.register_profile("accessbot", deadline=None)
+settings.load_profile("accessbot")
 REQUIRE_POSTGRES = os.environ.get("ACCESSBOT_REQUIRE_POSTGRES") == "1"
 _postgres_ran = {"count": 0}  # PostgreSQL tests that passed, counted where the reports arrive (the controller)
 
@@ -224,6 +230,23 @@ class Bot:
 
     runtime: Runtime
     sender: SlackSender
+    slack: FakeSlack
+
+    def ask(self, user: str, text: str, **kw: Any) -> str:
+        """Send `/access <text>` and return the answer the person sees.
+
+        That is the ack's text when it is the whole answer; when the ack is empty or says the work is under
+        way (`Filing your request…`), it is the message that follows on the command's response_url.
+        """
+        url = f"{self.sender.response_base}ask/{uuid.uuid4().hex}"
+        answer = self.sender.command(user, text, response_url=url, **kw)
+        assert answer.status_code == 200, (answer.status_code, answer.text)
+        said = str(answer.json().get("text", "")) if answer.content else ""
+        if said and not said.startswith("Filing your request"):
+            return said
+        return str(
+            self.slack.wait_for("response_url", lambda c: c.args.get("response_url") == url).args.get("text", "")
+        )
 
     @property
     def url(self) -> str:
@@ -282,7 +305,7 @@ def make_settings(database_url: str, catalog_file: Path, slack: FakeSlack) -> Ca
 
 
 @pytest.fixture
-def make_bot(make_settings: Callable[..., Settings], world: World) -> Iterator[Callable[..., Bot]]:
+def make_bot(make_settings: Callable[..., Settings], world: World, slack: FakeSlack) -> Iterator[Callable[..., Bot]]:
     started: list[Runtime] = []
 
     def _make(**overrides: Any) -> Bot:
@@ -291,7 +314,7 @@ def make_bot(make_settings: Callable[..., Settings], world: World) -> Iterator[C
         runtime.start(host="127.0.0.1", port=0)
         started.append(runtime)
         assert runtime.http is not None
-        return Bot(runtime, SlackSender(runtime.http.url, SECRET))
+        return Bot(runtime, SlackSender(runtime.http.url, SECRET, slack.base + "/response/"), slack)
 
     yield _make
     for runtime in started:

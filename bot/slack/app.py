@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from typing import Any
 
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 
 from bot.background import Background
-from bot.domain.lifecycle import InvalidTransition
-from bot.errors import UserError
-from bot.slack import listeners, messages
+from bot.slack import listeners
+from bot.slack.deferred import explain
 from bot.slack.notify import SlackNotifier
 from bot.workflow import Workflow
-
-log = logging.getLogger(__name__)
 
 
 def build_app(
@@ -42,14 +38,7 @@ def build_app(
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> BoltResponse | None:
-        if isinstance(error, UserError):
-            text = error.render(messages.mention)
-        elif isinstance(error, InvalidTransition):
-            text = str(error)
-        else:
-            error_id = secrets.token_hex(4)
-            log.error("unhandled error %s: %r", error_id, error, exc_info=error)
-            text = f"Something went wrong on our side (error {error_id}); it is logged. Please try again."
+        text = explain(error)
         user, channel = _who_and_where(body)
         if body.get("type") == "view_submission":
             field = getattr(error, "field", None) or _first_input(body)

@@ -42,6 +42,11 @@ def left(request: AccessRequest, now: datetime) -> str:
     return format_duration(request.expires_at - now) + " left"
 
 
+def working_on(resource: str, duration: str) -> str:
+    """The ack of `/access request`: filing follows at once, and its answer replaces nothing but follows this."""
+    return f"Filing your request for *{resource}* ({duration})…"
+
+
 def duration_of(request: AccessRequest) -> str:
     """The requested duration, as people write it."""
     return format_duration(timedelta(seconds=request.duration_seconds))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,8 +11,13 @@ from bot.durations import format_duration
 from bot.errors import UserError
 from bot.slack.messages import ACTION_APPROVE, ACTION_CANCEL, ACTION_DENY, ACTION_EXTEND, ACTION_REVOKE, button, line
 from bot.store.models import AccessRequest
+from bot.store.queries.requests import Page
 
 View = dict[str, Any]
+# App Home takes at most 100 blocks: three sections of HOME_ROWS rows (two blocks each), their headers
+# and an "and N more" line each come to 96.
+HOME_BLOCKS = 100
+HOME_ROWS = 15
 REQUEST_VIEW = "accessbot_request"
 DENY_VIEW = "accessbot_deny_reason"
 EXTEND_VIEW = "accessbot_extend_view"
@@ -108,27 +114,44 @@ def extend_view(request_id: int, default: str) -> View:
     )
 
 
-def home_view(mine: list[AccessRequest], waiting: list[AccessRequest], now: datetime) -> View:
-    """App Home: my active grants, my pending requests, and what waits for my approval."""
+def home_view(mine: Sequence[AccessRequest], waiting: Sequence[AccessRequest] | Page, now: datetime) -> View:
+    """App Home: my active grants, my pending requests, and what waits for my approval.
+
+    Pass `waiting` as a Page (Workflow.waiting_page) to say how many more wait than are shown.
+    """
     active = [r for r in mine if r.status == "active"]
     pending = [r for r in mine if r.status in ("pending", "approved")]
+    rows, total = (waiting.rows, waiting.total) if isinstance(waiting, Page) else (list(waiting), None)
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "Your access"}}]
-    blocks += _rows(active, now, "No active grants.", lambda r: [
+    blocks += _rows(active, len(active), now, "No active grants.", lambda r: [
         button("Extend", ACTION_EXTEND, str(r.id)), button("Revoke", ACTION_REVOKE, str(r.id), "danger")])  # fmt: skip
     blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Your pending requests"}})
-    blocks += _rows(pending, now, "Nothing pending.", lambda r: [button("Cancel", ACTION_CANCEL, str(r.id))])
+    blocks += _rows(pending, len(pending), now, "Nothing pending.", lambda r: [
+        button("Cancel", ACTION_CANCEL, str(r.id))])  # fmt: skip
     blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Waiting for your approval"}})
-    blocks += _rows(waiting, now, "Nothing waits for you.", lambda r: [
+    blocks += _rows(rows, total, now, "Nothing waits for you.", lambda r: [
         button("Approve", ACTION_APPROVE, f"{r.id}:{r.extension_round}", "primary"),
         button("Deny", ACTION_DENY, f"{r.id}:{r.extension_round}", "danger")])  # fmt: skip
-    return {"type": "home", "blocks": blocks[:100]}
+    return {"type": "home", "blocks": blocks[:HOME_BLOCKS]}
 
 
-def _rows(rows: list[AccessRequest], now: datetime, empty: str, buttons: Any) -> list[dict[str, Any]]:
+def _rows(
+    rows: Sequence[AccessRequest], total: int | None, now: datetime, empty: str, buttons: Any
+) -> list[dict[str, Any]]:
+    """Up to HOME_ROWS rows with their buttons, then how many more there are (`total`, when known)."""
     if not rows:
-        return [{"type": "context", "elements": [{"type": "mrkdwn", "text": empty}]}]
+        return [_note(empty)]
+    shown = rows[:HOME_ROWS]
     blocks: list[dict[str, Any]] = []
-    for row in rows[:15]:
+    for row in shown:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"{line(row, now)}\n_{row.reason}_"}})
         blocks.append({"type": "actions", "elements": buttons(row)})
+    if total is not None and total > len(shown):
+        blocks.append(_note(f"…and {total - len(shown):,} more."))
+    elif total is None and len(rows) > len(shown):
+        blocks.append(_note("…and more."))
     return blocks
+
+
+def _note(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}

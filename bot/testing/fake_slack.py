@@ -10,7 +10,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -75,6 +75,7 @@ class FakeSlack:
         self.emails: dict[str, str] = dict(emails or {})
         self.usergroups: dict[str, list[str]] = dict(usergroups or {})
         self.failures: dict[str, str] = {}  # method -> the `error` Slack answers it with
+        self.held: dict[str, threading.Event] = {}  # method -> released when its calls may be answered
         self.calls: list[Call] = []
         # Called with each call as it is recorded, under the lock, so it sees calls in order.
         self.observer = observer
@@ -102,8 +103,22 @@ class FakeSlack:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
+    @contextlib.contextmanager
+    def holding(self, method: str) -> Iterator[threading.Event]:
+        """Keep every call of `method` waiting (its answer unsent) until the block ends or the event is set."""
+        release = threading.Event()
+        self.held[method] = release
+        try:
+            yield release
+        finally:
+            release.set()
+            self.held.pop(method, None)
+
     def record(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         """Remember a call and answer it as Slack would, or with the failure configured for its method."""
+        held = self.held.get(method)
+        if held is not None:
+            held.wait(timeout=30)
         with self._lock:
             if method in self.failures:
                 answer: dict[str, Any] = {"ok": False, "error": self.failures[method]}
@@ -206,6 +221,8 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                     with contextlib.suppress(ValueError):
                         args[key] = json.loads(args[key])
             method = "response_url" if parsed.path.startswith("/response") else parsed.path.rsplit("/", 1)[-1]
+            if method == "response_url":
+                args["response_url"] = fake.base + parsed.path  # which command or click it answers
             # Looked up on each call: a benchmark replaces `record` to answer without keeping anything.
             answer = json.dumps(fake.record(method, args)).encode()
             self.send_response(200)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from typing import Any
@@ -29,6 +30,7 @@ class SlackSender:
         self.secret = secret
         self.response_base = response_base  # where response_url points; a fake Slack records it
         self.session = requests.Session()
+        self._numbers = itertools.count(1)
 
     def post(
         self,
@@ -44,8 +46,18 @@ class SlackSender:
         sent.update(headers or {})
         return self.session.post(self.url, data=body.encode(), headers=sent, timeout=15)
 
-    def command(self, user: str, text: str, *, channel: str = "C0GENERAL", **kw: Any) -> requests.Response:
-        """Send `/access <text>` as `user`."""
+    def command(
+        self,
+        user: str,
+        text: str,
+        *,
+        channel: str = "C0GENERAL",
+        trigger_id: str | None = None,
+        response_url: str | None = None,
+        **kw: Any,
+    ) -> requests.Response:
+        """Send `/access <text>` as `user`; like Slack, a fresh trigger and response_url each time unless given."""
+        number = next(self._numbers)
         body = urlencode(
             {
                 "token": "legacy",
@@ -58,11 +70,15 @@ class SlackSender:
                 "command": "/access",
                 "text": text,
                 "api_app_id": APP,
-                "response_url": self.response_base + "cmd",
-                "trigger_id": TRIGGER,
+                "response_url": response_url or self.response_url_of(number),
+                "trigger_id": trigger_id or f"{number}.{TRIGGER}",
             }
         )
         return self.post(body, **kw)
+
+    def response_url_of(self, number: int) -> str:
+        """The response_url of the `number`th command sent (see `ask`)."""
+        return f"{self.response_base}cmd/{number}"
 
     def click(
         self,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from bot.catalog import GroupResource, KeyResource, RoleResource
@@ -22,7 +24,17 @@ from bot.workflow.extensions import ExtensionService
 from bot.workflow.grants import GrantService
 
 MAX_REASON = 500
+# Lines of /access pending: Slack folds an ephemeral message after about 50 lines; the rest is counted.
+WAITING_PAGE = 25
 Resource = GroupResource | RoleResource | KeyResource
+
+
+@dataclass(frozen=True)
+class Filed:
+    """What filing gave: the request, and whether this submission filed it (false for a retry of one)."""
+
+    request: AccessRequest
+    new: bool
 
 
 class RequestService:
@@ -37,14 +49,48 @@ class RequestService:
         """Names of the resources `user` may request."""
         return [name for name in sorted(self.ctx.catalog.resources) if checks.may_request(self.ctx, user, name)]
 
-    def submit(
-        self, *, requester: str, resource: str, duration: str | None, reason: str, break_glass: bool = False
-    ) -> AccessRequest:
-        """Validate and store a new request; raise UserError (naming the field) for any bad input."""
+    def precheck(self, *, resource: str, duration: str | None, reason: str, break_glass: bool = False) -> None:
+        """The checks that need neither the database, Slack nor AWS: run before the ack, so bad input is
+        answered at once. Only for resources open to everyone: the answer must not reveal a restricted one.
+        """
         item = self.ctx.catalog.resource(resource)
-        if item is None or not checks.may_request(self.ctx, requester, resource):
-            known = ", ".join(self.requestable(requester)[:20]) or "nothing"
-            raise UserError(f"Unknown resource '{checks.short(resource)}'. Available: {known}.", field="resource")
+        if item is not None and self.ctx.catalog.requesters_of(resource) is None:
+            self._checked(item, resource, duration, reason, break_glass)
+
+    def filed_from(self, submission: str) -> AccessRequest | None:
+        """The request a Slack submission (trigger or view ID) already filed, if any."""
+        with session_scope(self.ctx.engine) as session:
+            return queries.filed_from(submission, session=session)
+
+    def submit(
+        self,
+        *,
+        requester: str,
+        resource: str,
+        duration: str | None,
+        reason: str,
+        break_glass: bool = False,
+        submission: str | None = None,
+    ) -> Filed:
+        """Validate and store a new request; raise UserError (naming the field) for any bad input.
+
+        `submission` identifies the Slack submission it came from: a retry of it, or a second click on the
+        same form, returns the request the first one filed (`new` false) instead of filing another.
+        """
+        if submission is not None and (earlier := self.filed_from(submission)) is not None:
+            return Filed(earlier, new=False)
+        try:
+            return Filed(self._file(requester, resource, duration, reason, break_glass, submission), new=True)
+        except IntegrityError:
+            # Two deliveries of one submission raced past the check above; the unique index kept one.
+            earlier = self.filed_from(submission) if submission is not None else None
+            if earlier is None:
+                raise
+            return Filed(earlier, new=False)
+
+    def _checked(
+        self, item: Resource, resource: str, duration: str | None, reason: str, break_glass: bool
+    ) -> tuple[timedelta, str]:
         wanted = checks.requested_duration(duration, item, resource)
         reason = " ".join(reason.split())
         if not reason:
@@ -53,6 +99,22 @@ class RequestService:
             raise UserError(f"The reason is {len(reason)} characters long; keep it under {MAX_REASON}.", field="reason")
         if break_glass and not item.break_glass:
             raise UserError(f"{resource} does not allow break-glass access; use /access request.", field="resource")
+        return wanted, reason
+
+    def _file(
+        self,
+        requester: str,
+        resource: str,
+        duration: str | None,
+        reason: str,
+        break_glass: bool,
+        submission: str | None,
+    ) -> AccessRequest:
+        item = self.ctx.catalog.resource(resource)
+        if item is None or not checks.may_request(self.ctx, requester, resource):
+            known = ", ".join(self.requestable(requester)[:20]) or "nothing"
+            raise UserError(f"Unknown resource '{checks.short(resource)}'. Available: {known}.", field="resource")
+        wanted, reason = self._checked(item, resource, duration, reason, break_glass)
         user = self.ctx.identity.resolve(requester)
         if item.require_mfa and not self.ctx.identity.has_mfa(user):
             raise UserError(
@@ -76,6 +138,7 @@ class RequestService:
                 approval_channel=item.approval_channel,
                 created_at=now,
                 updated_at=now,
+                submission=submission,
             )
             session.add(request)
             session.flush()
@@ -248,16 +311,37 @@ class RequestService:
         return request
 
     def mine(self, user: str) -> list[AccessRequest]:
-        """A requester's recent requests, newest first."""
+        """A requester's open requests however old, and their most recent ones, newest first."""
         with session_scope(self.ctx.engine) as session:
-            return list(queries.requests_of(user, session=session))
+            # An 8-hour grant can be older than a busy requester's 20 latest requests; it must still show.
+            still_open = queries.open_requests_of(user, session=session)
+            rows = {r.id: r for r in (*still_open, *queries.requests_of(user, session=session))}
+        return sorted(rows.values(), key=lambda r: r.id or 0, reverse=True)
+
+    def waiting_page(self, user: str, *, limit: int = WAITING_PAGE) -> queries.Page:
+        """Requests and extensions `user` could decide now, oldest first, up to `limit`, and how many in all."""
+        approvable = self._approvable(user)
+        with session_scope(self.ctx.engine) as session:
+            return queries.awaiting_decision(user, approvable, session=session, limit=limit)
 
     def waiting_for(self, user: str) -> list[AccessRequest]:
-        """Requests and extensions `user` could approve now."""
-        with session_scope(self.ctx.engine) as session:
-            rows = queries.in_status([Status.PENDING, Status.ACTIVE], session=session, limit=500)
-        waiting = [r for r in rows if r.status == Status.PENDING or r.extension_seconds is not None]
-        return [r for r in waiting if r.requester_id != user and user in self.ctx.approvers(r)]
+        """Requests and extensions `user` could decide now, oldest first: the rows of waiting_page()."""
+        return self.waiting_page(user).rows
+
+    def _approvable(self, user: str) -> dict[str, datetime | None]:
+        """The resources `user` may decide on, as Context.approvers has it, each resolved once.
+
+        None: every request for it; a moment: only requests filed by then, for an escalation contact (who
+        may decide once a request has escalated, escalate_after after it was filed).
+        """
+        catalog, expand, now = self.ctx.catalog, self.ctx.directory.expand, self.ctx.clock()
+        found: dict[str, datetime | None] = {}
+        for name, item in catalog.resources.items():
+            if user in expand(catalog.approvers_of(name)):
+                found[name] = None
+            elif item.escalate_to and user in expand(catalog.approvers_of(name, escalated=True)):
+                found[name] = now - item.escalate_after
+        return found
 
     # -- helpers -------------------------------------------------------------------------------
 

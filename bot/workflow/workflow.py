@@ -59,7 +59,9 @@ class Workflow:
         self.sweeper = SweepService(self.ctx, self.grants)
         # requests
         self.requestable = self.requests.requestable
+        self.precheck = self.requests.precheck
         self.submit = self.requests.submit
+        self.filed_from = self.requests.filed_from
         self.announce = self.requests.announce
         self.decide = self.requests.decide
         self.check_vote = self.requests.check_vote
@@ -69,6 +71,7 @@ class Workflow:
         self.mine = self.requests.mine
         self.mine_one = self.requests.mine_one
         self.waiting_for = self.requests.waiting_for
+        self.waiting_page = self.requests.waiting_page
         # extensions
         self.request_extension = self.extensions.request
         self.after_extension_request = self.extensions.after_request

@@ -83,7 +83,7 @@ def test_revoke_during_a_slow_grant_ends_the_access_as_soon_as_aws_has_it(
     wait_until(lambda: slow.passed == 1)  # the grant is on its way to AWS, the row still approved
     assert bot.status(request_id) == "approved"
 
-    answer = bot.sender.command("U0ALICE", f"revoke #{request_id}").json()["text"]
+    answer = bot.ask("U0ALICE", f"revoke #{request_id}")
     assert answer.startswith(f"Revoking #{request_id} now")
     gate.set()
 
@@ -105,7 +105,7 @@ def test_revoke_before_the_grant_was_applied_ends_it_without_granting(bot: Bot, 
     approve(bot, request_id)
     wait_until(lambda: check.passed == 1)
 
-    assert bot.sender.command("U0BOB", f"revoke {request_id}").json()["text"].startswith("Revoking")
+    assert bot.ask("U0BOB", f"revoke {request_id}").startswith("Revoking")
     gate.set()
 
     ended = bot.wait_status(request_id, "revoked")
@@ -141,7 +141,7 @@ def test_kms_grant_is_revoked_on_the_key_it_was_made_on_after_the_alias_moved(bo
 
     rotated = world.kms.create_key(Description="payments, rotated")["KeyMetadata"]
     world.kms.update_alias(AliasName="alias/payments", TargetKeyId=rotated["KeyId"])
-    assert bot.sender.command("U0ALICE", f"revoke {request_id}").json()["text"].startswith("Revoking")
+    assert bot.ask("U0ALICE", f"revoke {request_id}").startswith("Revoking")
 
     bot.wait_status(request_id, "revoked")
     assert world.kms.list_grants(KeyId=world.key_arn)["Grants"] == []
@@ -211,7 +211,7 @@ def test_a_failed_grant_still_owed_its_undo_does_not_count_as_membership_by_othe
     # The failed request's undo now goes through, and leaves the membership the active grant keeps.
     wait_until(lambda: (row := bot.request(first)) is not None and row.ended_at is not None)
     assert "alice" in members(world.iam, "deploy-admins")
-    assert bot.sender.command("U0ALICE", f"revoke {second}").json()["text"].startswith("Revoking")
+    assert bot.ask("U0ALICE", f"revoke {second}").startswith("Revoking")
     bot.wait_status(second, "revoked")
     assert "alice" not in members(world.iam, "deploy-admins")
 
@@ -275,10 +275,10 @@ def test_an_extension_racing_a_revoke_never_puts_the_role_policy_back(
     bot.wait_status(request_id, "active")
     gate = threading.Event()
     held = inject(bot_iam(bot), "PutUserPolicy", code="unused", status=500, times=0, gate=gate)
-    assert "approved automatically" in bot.sender.command("U0ALICE", f"extend {request_id} 30m").json()["text"]
+    assert "approved automatically" in bot.ask("U0ALICE", f"extend {request_id} 30m")
     wait_until(lambda: held.passed == 1)  # the extension's PutUserPolicy is on its way
 
-    assert bot.sender.command("U0ALICE", f"revoke {request_id}").json()["text"].startswith("Revoking")
+    assert bot.ask("U0ALICE", f"revoke {request_id}").startswith("Revoking")
     gate.set()
 
     bot.wait_status(request_id, "revoked", timeout=15)
@@ -363,7 +363,7 @@ def test_ending_a_role_grant_denies_the_sessions_it_issued_until_they_have_expir
     assert statement["Condition"]["StringEquals"] == {"sts:SourceIdentity": "alice"}
     assert "sts:SetSourceIdentity" in statement["Action"]
 
-    assert bot.sender.command("U0ALICE", f"revoke {request_id}").json()["text"].startswith("Revoking")
+    assert bot.ask("U0ALICE", f"revoke {request_id}").startswith("Revoking")
     ended = bot.wait_status(request_id, "revoked")
     deny = role_policy(world, name)
     assert deny is not None
@@ -440,8 +440,7 @@ def test_a_break_glass_user_who_is_also_an_approver_cannot_acknowledge_their_own
 
     catalog_file.write_text(catalog_with(SELF_GLASS))
     bot = make_bot()
-    bot.sender.command("U0ALICE", "breakglass glass 1h prod is down")
-    request_id = bot.count()
+    request_id = file_request(bot, "U0ALICE", "breakglass glass 1h prod is down")
     bot.wait_status(request_id, "active")
     bot.sender.click("U0ALICE", ACTION_ACK, str(request_id))
     told = slack.wait_for("chat.postEphemeral", lambda c: c.args.get("user") == "U0ALICE")

@@ -7,7 +7,6 @@ import csv
 import io
 import itertools
 import json
-import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -263,9 +262,7 @@ def test_the_audit_channel_gets_one_line_per_grant_end_denial_break_glass_and_al
     )
     assert not any(f"#{history.pending}" in p for p in posts)
 
-    answer = bot.sender.command("U0ALICE", "breakglass firefighter 1h prod is down")
-    assert answer.status_code == 200
-    glass = int(re.search(r"#(\d+)", answer.json()["text"]).group(1))  # type: ignore[union-attr]
+    glass = file_request(bot, "U0ALICE", "breakglass firefighter 1h prod is down")
     bot.wait_status(glass, "active")
     wait_until(lambda: any(f"#{glass} BREAK-GLASS: <@U0ALICE> took *firefighter* for 1h" in p for p in audit_posts()))
 

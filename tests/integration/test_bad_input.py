@@ -8,7 +8,7 @@ import pytest
 
 from bot.slack.messages import ACTION_APPROVE
 from tests.conftest import SECRET, Bot, wait_until
-from tests.integration.test_lifecycle import file_request
+from tests.integration.flows import file_request
 from tests.support.aws import World, members
 from tests.support.fake_slack import FakeSlack
 
@@ -29,22 +29,17 @@ from tests.support.fake_slack import FakeSlack
     ],
 )
 def test_bad_commands_get_a_specific_private_answer(bot: Bot, slack: FakeSlack, text: str, expected: str) -> None:
-    answer = bot.sender.command("U0ALICE", text)
-    assert answer.status_code == 200
-    body = answer.json()
-    assert body["response_type"] == "ephemeral"
-    assert expected in body["text"]
+    assert expected in bot.ask("U0ALICE", text)
+    assert all(c.args.get("response_type") == "ephemeral" for c in slack.find("response_url"))
     assert bot.count() == 0
     assert bot.audit() == []
     assert slack.find("chat.postMessage") == []
 
 
 def test_unknown_iam_identity_is_refused_with_what_to_fix(bot: Bot, slack: FakeSlack) -> None:
-    answer = bot.sender.command("U0MALLORY", "request deploy-admins 1h fix")
-    assert "No IAM user has the tag email=mallory@example.com" in answer.json()["text"]
+    assert "No IAM user has the tag email=mallory@example.com" in bot.ask("U0MALLORY", "request deploy-admins 1h fix")
     slack.emails.pop("U0ALICE")
-    answer = bot.sender.command("U0ALICE", "request deploy-admins 1h fix")
-    assert "Slack profile has no email" in answer.json()["text"]
+    assert "Slack profile has no email" in bot.ask("U0ALICE", "request deploy-admins 1h fix")
     assert bot.count() == 0
 
 

@@ -150,10 +150,11 @@ def test_accessbot_serve_process_carries_a_request_to_expiry(workdir: Path, slac
                 port = int(found.group(1))
                 break
         assert port, "serve never said where it listens"
-        sender = SlackSender(f"http://127.0.0.1:{port}", SECRET)
+        sender = SlackSender(f"http://127.0.0.1:{port}", SECRET, slack.base + "/response/")
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
-        answer = sender.command("U0ALICE", "request deploy-admins 2s from a real process")
-        request_id = answer.json()["text"].split("#", 1)[1].split()[0]
+        assert sender.command("U0ALICE", "request deploy-admins 2s from a real process").status_code == 200
+        filed = slack.wait_for("response_url", lambda c: str(c.args.get("text", "")).startswith("Request #"))
+        request_id = str(filed.args["text"]).split("#", 1)[1].split()[0]
         sender.click("U0BOB", ACTION_APPROVE, request_id)
         wait_until(lambda: "alice" in members(world.iam, "deploy-admins"))
         wait_until(lambda: "alice" not in members(world.iam, "deploy-admins"), timeout=8)

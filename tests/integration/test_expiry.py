@@ -10,7 +10,7 @@ import pytest
 from bot.clock import utcnow
 from bot.slack.messages import ACTION_APPROVE
 from tests.conftest import Bot, wait_until
-from tests.integration.test_lifecycle import file_request
+from tests.integration.flows import file_request
 from tests.support.aws import World, members
 from tests.support.fake_slack import FakeSlack
 

@@ -6,7 +6,7 @@ from parliament import analyze_policy_string
 
 from bot.slack.messages import ACTION_APPROVE
 from tests.conftest import Bot
-from tests.integration.test_lifecycle import file_request
+from tests.integration.flows import file_request
 from tests.support import iam_policy
 
 

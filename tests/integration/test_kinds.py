@@ -75,9 +75,7 @@ def test_mfa_is_required_at_submission_and_written_into_the_policy(
     catalog_file.write_text(catalog_with(MFA_ROLE))
     bot = make_bot()
 
-    refused = bot.sender.command("U0ALICE", "request prod-mfa 2s checking the payments DB")
-    assert refused.status_code == 200
-    text = refused.json()["text"]
+    text = bot.ask("U0ALICE", "request prod-mfa 2s checking the payments DB")
     assert "prod-mfa requires MFA" in text and "'alice' has no MFA device" in text
     assert "Assign MFA device" in text and "then ask again" in text
     assert bot.count() == 0

@@ -7,16 +7,9 @@ import time
 
 from bot.slack.messages import ACTION_APPROVE, ACTION_DENY
 from tests.conftest import Bot, wait_until
+from tests.integration.flows import file_request
 from tests.support.aws import World, members
 from tests.support.fake_slack import FakeSlack
-
-
-def file_request(bot: Bot, user: str, text: str) -> int:
-    answer = bot.sender.command(user, text)
-    assert answer.status_code == 200, (answer.status_code, answer.text)
-    body = answer.json()
-    assert body["text"].startswith("Request #"), body
-    return int(body["text"].split("#", 1)[1].split()[0])
 
 
 def test_group_grant_is_applied_on_approval_and_removed_at_expiry(bot: Bot, slack: FakeSlack, world: World) -> None:

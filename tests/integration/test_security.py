@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from bot.slack.messages import ACTION_ACK, ACTION_APPROVE, ACTION_CANCEL, ACTION_DENY, ACTION_EXTEND, ACTION_REVOKE
 from tests.conftest import Bot, wait_until
-from tests.integration.test_lifecycle import file_request
+from tests.integration.flows import file_request
 from tests.support.aws import World, members
 from tests.support.catalogs import BASIC
 from tests.support.fake_slack import FakeSlack
@@ -44,8 +44,7 @@ def active(bot: Bot) -> int:
 
 
 def break_glass(bot: Bot) -> int:
-    bot.sender.command(REQUESTER, "breakglass deploy-admins 1h prod down")
-    request_id = bot.count()
+    request_id = file_request(bot, REQUESTER, "breakglass deploy-admins 1h prod down")
     bot.wait_status(request_id, "active")
     return request_id
 
@@ -113,12 +112,11 @@ def test_authorization_matrix(bot: Bot, slack: FakeSlack, world: World, action: 
         def refusals() -> list[Any]:
             return [c for c in slack.calls if c.method in ("chat.postEphemeral", "response_url")]
 
-        # Commands answer in the HTTP response, buttons with an ephemeral message; either way: no change.
+        # Commands answer through their response_url, buttons with an ephemeral message; either way: no change.
         if action in ("revoke", "extend"):
             text = f"extend #{request_id} 30m" if action == "extend" else f"revoke #{request_id}"
-            answer = bot.sender.command(actor, text)
-            assert answer.json()["response_type"] == "ephemeral"
-            assert any(word in answer.json()["text"] for word in ("Only", "only"))
+            assert any(word in bot.ask(actor, text) for word in ("Only", "only"))
+            assert all(c.args.get("response_type") == "ephemeral" for c in slack.find("response_url"))
         else:
             wait_until(refusals)
         assert snapshot(bot, request_id) == before
@@ -159,20 +157,20 @@ def test_rate_limit_and_open_request_cap(make_bot: Callable[..., Bot], catalog_f
     bot = make_bot()
     first = pending(bot)
     pending(bot)
-    capped = bot.sender.command(REQUESTER, "request deploy-admins 1h third").json()["text"]
+    capped = bot.ask(REQUESTER, "request deploy-admins 1h third")
     assert capped == "You already have 2 open requests; cancel or finish one first (/access list)."
     assert bot.count() == 2
     bot.sender.command(REQUESTER, f"cancel #{first}")
     pending(bot)
     bot.sender.command(REQUESTER, "cancel #3")
-    limited = bot.sender.command(REQUESTER, "request deploy-admins 1h fourth").json()["text"]
+    limited = bot.ask(REQUESTER, "request deploy-admins 1h fourth")
     assert limited == "You filed 3 requests in the last 1h, the most allowed; try again later."
     assert bot.count() == 3
 
 
 @pytest.mark.both_databases
 def test_a_reason_that_is_too_long_is_refused(bot: Bot) -> None:
-    answer = bot.sender.command(REQUESTER, "request deploy-admins 1h " + "é" * 501).json()["text"]
+    answer = bot.ask(REQUESTER, "request deploy-admins 1h " + "é" * 501)
     assert answer == "The reason is 501 characters long; keep it under 500."
     assert bot.count() == 0
 

@@ -11,7 +11,7 @@ import pytest
 
 from bot.slack.messages import ACTION_ACK, ACTION_APPROVE, ACTION_DENY, ACTION_EXTEND, ACTION_REVOKE
 from tests.conftest import Bot, wait_until
-from tests.integration.test_lifecycle import file_request
+from tests.integration.flows import file_request
 from tests.support.aws import World, members
 from tests.support.catalogs import WORKFLOW
 from tests.support.fake_slack import FakeSlack
@@ -59,11 +59,11 @@ def test_the_form_lists_only_what_i_may_request_and_shows_errors_inline(bot: Bot
 
 
 def test_requesters_limit_who_may_ask(bot: Bot) -> None:
-    refused = bot.sender.command("U0MALLORY", "request auditors 10m look").json()["text"]
+    refused = bot.ask("U0MALLORY", "request auditors 10m look")
     assert "Unknown resource 'auditors'" in refused and "auditors" not in refused.split("Available:")[1]
-    catalog = bot.sender.command("U0MALLORY", "catalog").json()["text"]
+    catalog = bot.ask("U0MALLORY", "catalog")
     assert "deploy-admins" in catalog and "auditors" not in catalog
-    assert "auditors" in bot.sender.command("U0ALICE", "catalog").json()["text"]
+    assert "auditors" in bot.ask("U0ALICE", "catalog")
     assert bot.count() == 0
 
 
@@ -101,21 +101,19 @@ def test_one_deny_ends_a_quorum_request(bot: Bot, slack: FakeSlack) -> None:
 def test_cancel_a_pending_request(bot: Bot, slack: FakeSlack) -> None:
     request_id = file_request(bot, "U0ALICE", "request deploy-admins 1h fix")
     wait_until(lambda: approval_posts(slack, request_id))
-    other = bot.sender.command("U0MALLORY", f"cancel #{request_id}").json()["text"]
+    other = bot.ask("U0MALLORY", f"cancel #{request_id}")
     assert other == f"Only the requester can cancel request #{request_id}."
-    assert (
-        bot.sender.command("U0ALICE", f"cancel {request_id}").json()["text"] == f"Request #{request_id} is cancelled."
-    )
+    assert bot.ask("U0ALICE", f"cancel {request_id}") == f"Request #{request_id} is cancelled."
     assert bot.status(request_id) == "cancelled"
     update = slack.wait_for("chat.update")
     assert "Cancelled by <@U0ALICE>" in update.text() and update.buttons() == []
-    again = bot.sender.command("U0ALICE", f"cancel {request_id}").json()["text"]
+    again = bot.ask("U0ALICE", f"cancel {request_id}")
     assert again == f"Request #{request_id} is cancelled, so it cannot be cancelled now."
 
 
 def test_early_revoke_by_requester_or_approver_removes_access_at_once(bot: Bot, slack: FakeSlack, world: World) -> None:
     first = grant(bot, "request deploy-admins 1h fix")
-    refused = bot.sender.command("U0MALLORY", f"revoke #{first}").json()["text"]
+    refused = bot.ask("U0MALLORY", f"revoke #{first}")
     assert refused == f"Only the requester or an approver of deploy-admins can revoke #{first}."
     assert bot.sender.command("U0ALICE", f"revoke #{first}").status_code == 200
     row = bot.wait_status(first, "revoked")
@@ -134,7 +132,7 @@ def test_extend_needs_approval_and_moves_the_role_policy_condition(bot: Bot, sla
     request_id = grant(bot, "request prod-readonly 1h investigate")
     before = bot.request(request_id)
     assert before is not None and before.expires_at is not None
-    answer = bot.sender.command("U0ALICE", f"extend #{request_id} 30m").json()["text"]
+    answer = bot.ask("U0ALICE", f"extend #{request_id} 30m")
     assert answer == f"Extension of #{request_id} by 30m is waiting for approval."
     post = slack.wait_for("chat.postMessage", lambda c: "Extension 1 of request" in c.text())
     assert [b["value"] for b in post.buttons()] == [f"{request_id}:1", f"{request_id}:1"]
@@ -156,10 +154,10 @@ def test_extend_needs_approval_and_moves_the_role_policy_condition(bot: Bot, sla
 
 def test_extensions_are_limited_and_an_extension_can_be_denied(bot: Bot, slack: FakeSlack) -> None:
     request_id = grant(bot, "request deploy-admins 1h fix")
-    assert "only the requester" in bot.sender.command("U0BOB", f"extend {request_id} 1h").json()["text"].lower()
-    assert "1s to 8h" in bot.sender.command("U0ALICE", f"extend {request_id} 9h").json()["text"]
+    assert "only the requester" in bot.ask("U0BOB", f"extend {request_id} 1h").lower()
+    assert "1s to 8h" in bot.ask("U0ALICE", f"extend {request_id} 9h")
     bot.sender.command("U0ALICE", f"extend {request_id} 1h")
-    assert "already waiting" in bot.sender.command("U0ALICE", f"extend {request_id} 1h").json()["text"]
+    assert "already waiting" in bot.ask("U0ALICE", f"extend {request_id} 1h")
     slack.wait_for("chat.postMessage", lambda c: "Extension 1 of request" in c.text())
     bot.sender.click("U0CAROL", ACTION_DENY, f"{request_id}:1")
     form = slack.wait_for("views.open").args["view"]
@@ -172,7 +170,7 @@ def test_extensions_are_limited_and_an_extension_can_be_denied(bot: Bot, slack: 
     slack.wait_for("chat.postMessage", lambda c: "Extension 2 of request" in c.text())
     bot.sender.click("U0CAROL", ACTION_APPROVE, f"{request_id}:2")
     wait_until(lambda: (bot.request(request_id) or row).extensions_used == 1)
-    refused = bot.sender.command("U0ALICE", f"extend {request_id} 1h").json()["text"]
+    refused = bot.ask("U0ALICE", f"extend {request_id} 1h")
     assert "already extended 1 time(s), the most deploy-admins allows" in refused
 
 
@@ -189,15 +187,15 @@ def test_expiring_soon_warning_carries_an_extend_button(bot: Bot, slack: FakeSla
 
 
 def test_auto_approval_within_its_daily_limit(bot: Bot, slack: FakeSlack, world: World) -> None:
-    answer = bot.sender.command("U0ALICE", "request auditors 10m quick check").json()["text"]
+    answer = bot.ask("U0ALICE", "request auditors 10m quick check")
     assert "auto-approved" in answer
     bot.wait_status(1, "active")
     assert "alice" in members(world.iam, "auditors")
     post = slack.wait_for("chat.postMessage", lambda c: c.args.get("channel") == "C0APPROVALS")
     assert "Auto-approved" in post.text() and post.buttons() == []
-    second = bot.sender.command("U0ALICE", "request auditors 10m again").json()["text"]
+    second = bot.ask("U0ALICE", "request auditors 10m again")
     assert "waiting for approval" in second  # the daily limit is 1
-    longer = bot.sender.command("U0ALICE", "request auditors 1h longer").json()["text"]
+    longer = bot.ask("U0ALICE", "request auditors 1h longer")
     assert "waiting for approval" in longer  # over auto_approve.max_duration
 
 
@@ -240,9 +238,9 @@ def test_user_group_members_approve(bot: Bot, slack: FakeSlack) -> None:
 
 
 def test_break_glass_activates_at_once_and_nags_until_acknowledged(bot: Bot, slack: FakeSlack, world: World) -> None:
-    assert "does not allow break-glass" in bot.sender.command("U0ALICE", "breakglass deploy-admins 1h x").json()["text"]
-    assert "Usage: /access breakglass" in bot.sender.command("U0ALICE", "breakglass auditors 1h").json()["text"]
-    answer = bot.sender.command("U0ALICE", "breakglass auditors 1h prod database is down").json()["text"]
+    assert "does not allow break-glass" in bot.ask("U0ALICE", "breakglass deploy-admins 1h x")
+    assert "Usage: /access breakglass" in bot.ask("U0ALICE", "breakglass auditors 1h")
+    answer = bot.ask("U0ALICE", "breakglass auditors 1h prod database is down")
     assert "Break-glass #" in answer
     request_id = bot.count()
     bot.wait_status(request_id, "active")
@@ -268,12 +266,12 @@ def test_break_glass_activates_at_once_and_nags_until_acknowledged(bot: Bot, sla
 def test_list_and_pending(bot: Bot, slack: FakeSlack) -> None:
     active = grant(bot, "request deploy-admins 1h fix")
     waiting = file_request(bot, "U0ALICE", "request prod-readonly 1h look")
-    mine = bot.sender.command("U0ALICE", "list").json()["text"]
+    mine = bot.ask("U0ALICE", "list")
     assert f"#{active} *deploy-admins* — active, 59m" in mine
     assert f"#{waiting} *prod-readonly* — pending, 1h" in mine
-    pending = bot.sender.command("U0BOB", "pending").json()["text"]
+    pending = bot.ask("U0BOB", "pending")
     assert f"#{waiting}" in pending and f"#{active}" not in pending
-    assert bot.sender.command("U0ALICE", "pending").json()["text"] == "Nothing waits for your approval."
+    assert bot.ask("U0ALICE", "pending") == "Nothing waits for your approval."
 
 
 def test_app_home_shows_grants_pending_and_approvals(bot: Bot, slack: FakeSlack) -> None:
