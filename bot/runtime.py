@@ -113,9 +113,10 @@ class Runtime:
         return runtime
 
     def start(self, *, host: str = "0.0.0.0", port: int | None = None) -> None:
-        """Start the scheduler (if this process runs one) and the HTTP server in the background."""
+        """Start the scheduler (if this process runs one), the identity index and the HTTP server."""
         if self.scheduler is not None:
             self.scheduler.start()
+        self.workflow.ctx.identity.start()  # read the email index now, not on the first request
         self.http = HttpServer(self.web, host=host, port=self.settings.port if port is None else port)
         self.http.start()
         log.info("accessbot listening on %s:%d", host, self.http.port)
@@ -128,6 +129,7 @@ class Runtime:
         self.background.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
+        self.workflow.ctx.identity.stop()
         self.workflow.close()
         self.workflow.engine.dispose()
 

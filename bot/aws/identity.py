@@ -1,22 +1,30 @@
-"""Slack user -> IAM user: the static map first, then the catalog's strategy."""
+"""Slack user -> IAM user: the static map first, then the catalog's strategy.
+
+No request lists IAM users: `email_tag` answers from an email -> IAM user index read in the background
+(bot/aws/email_index.py), and users looked up by name (GetUser) are remembered for a minute.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.aws.email_index import EmailIndex, IndexTiming, IndexUnavailable
 from bot.aws.errors import AwsError, aws_call
 from bot.catalog import Identity, Strategy
 from bot.errors import UserError
 
-TAG_CACHE_SECONDS = 300.0
-MISS_RELOAD_SECONDS = 10.0
+log = logging.getLogger(__name__)
+USER_CACHE_SECONDS = 60.0
+DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
+Tagged = tuple[Mapping[str, Any], Iterable[Mapping[str, Any]]]  # an IAM user as AWS lists it, and its tags
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IamUser:
     """An IAM user as the bot needs it."""
 
@@ -27,13 +35,35 @@ class IamUser:
 class IdentityResolver:
     """Finds the IAM user behind a Slack user; `email_of` asks Slack for the profile email."""
 
-    def __init__(self, identity: Identity, iam: Any, email_of: Callable[[str], str | None]) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        iam: Any,
+        email_of: Callable[[str], str | None],
+        *,
+        timing: IndexTiming | None = None,
+        cache_seconds: float = USER_CACHE_SECONDS,
+    ) -> None:
         self._identity = identity
         self._iam = iam
         self._email_of = email_of
-        self._tags: dict[str, str] = {}
-        self._tags_loaded_at = float("-inf")
+        self._cache_seconds = cache_seconds
+        self._known: dict[str, tuple[float, IamUser]] = {}  # IAM user name -> (valid until, user)
+        self._mfa_until: dict[str, float] = {}  # IAM user name -> until when "has an MFA device" holds
         self._lock = threading.Lock()
+        self.index: EmailIndex[IamUser] | None = None
+        if identity.strategy is Strategy.EMAIL_TAG:
+            self.index = EmailIndex(lambda: read_email_index(iam, identity.tag_key), timing=timing)
+
+    def start(self) -> None:
+        """Start reading the email index in the background (the first lookup starts it otherwise)."""
+        if self.index is not None:
+            self.index.start()
+
+    def stop(self) -> None:
+        """Stop the background reads."""
+        if self.index is not None:
+            self.index.stop()
 
     def resolve(self, slack_user: str) -> IamUser:
         """The requester's IAM user, or a UserError that says what to fix."""
@@ -47,46 +77,97 @@ class IdentityResolver:
             raise UserError("Your Slack profile has no email address, so no IAM user can be found for you.")
         if self._identity.strategy is Strategy.IAM_USERNAME:
             return self._user(email.split("@", 1)[0], how=f"your email {email}")
-        name = self._tagged(email.lower())
-        if name is None:
-            raise UserError(
-                f"No IAM user has the tag {self._identity.tag_key}={email}; ask an admin to tag your IAM user."
-            )
-        return self._user(name, how=f"the tag {self._identity.tag_key}={email}")
-
-    def _user(self, name: str, *, how: str) -> IamUser:
-        try:
-            with aws_call("iam:GetUser"):
-                user = self._iam.get_user(UserName=name)["User"]
-        except AwsError as exc:
-            if exc.gone:
-                raise UserError(f"The IAM user '{name}' (found through {how}) does not exist.") from None
-            raise
-        return IamUser(name=str(user["UserName"]), arn=str(user["Arn"]))
-
-    def _tagged(self, email: str) -> str | None:
-        with self._lock:
-            age = time.monotonic() - self._tags_loaded_at
-            # Reload when stale, or when the email is unknown and the list is not brand new (a new tag).
-            if age > TAG_CACHE_SECONDS or (email not in self._tags and age > MISS_RELOAD_SECONDS):
-                self._tags = self._load_tags()
-                self._tags_loaded_at = time.monotonic()
-            return self._tags.get(email)
-
-    def _load_tags(self) -> dict[str, str]:
-        found: dict[str, str] = {}
-        with aws_call("iam:ListUsers"):
-            for page in self._iam.get_paginator("list_users").paginate():
-                for user in page["Users"]:
-                    tags = user.get("Tags")
-                    if tags is None:
-                        tags = self._iam.list_user_tags(UserName=user["UserName"])["Tags"]
-                    for tag in tags:
-                        if tag["Key"] == self._identity.tag_key:
-                            found[str(tag["Value"]).lower()] = str(user["UserName"])
-        return found
+        return self._tagged(email)
 
     def has_mfa(self, user: IamUser) -> bool:
-        """Whether the IAM user has at least one MFA device."""
+        """Whether the IAM user has at least one MFA device (a yes is remembered briefly; a no never)."""
+        with self._lock:
+            until = self._mfa_until.get(user.name, float("-inf"))
+        if until > time.monotonic():
+            return True
         with aws_call("iam:ListMFADevices"):
-            return bool(self._iam.list_mfa_devices(UserName=user.name)["MFADevices"])
+            found = bool(self._iam.list_mfa_devices(UserName=user.name)["MFADevices"])
+        if found:
+            # Safe to trust for a minute: the role grant itself requires MFA in AWS where the resource does.
+            with self._lock:
+                self._mfa_until[user.name] = time.monotonic() + self._cache_seconds
+        return found
+
+    def _user(self, name: str, *, how: str) -> IamUser:
+        with self._lock:
+            until, known = self._known.get(name, (float("-inf"), None))
+        if known is not None and until > time.monotonic():
+            return known
+        try:
+            with aws_call("iam:GetUser"):
+                found = self._iam.get_user(UserName=name)["User"]
+        except AwsError as exc:
+            if exc.gone:
+                with self._lock:
+                    self._known.pop(name, None)
+                raise UserError(f"The IAM user '{name}' (found through {how}) does not exist.") from None
+            raise
+        user = IamUser(name=str(found["UserName"]), arn=str(found["Arn"]))
+        with self._lock:
+            self._known[name] = (time.monotonic() + self._cache_seconds, user)
+        return user
+
+    def _tagged(self, email: str) -> IamUser:
+        assert self.index is not None
+        tag = f"{self._identity.tag_key}={email}"
+        try:
+            user = self.index.get(email.lower())
+        except IndexUnavailable as exc:
+            if not str(exc):
+                raise UserError(
+                    f"The bot is still reading the list of IAM users to find the one tagged {tag}; "
+                    "try again in a few seconds."
+                ) from None
+            raise UserError(
+                f"The bot could not read the list of IAM users, so it cannot find the one tagged {tag} ({exc}). "
+                "Try again in a minute; if this persists, tell an admin."
+            ) from None
+        if user is None:
+            raise UserError(f"No IAM user has the tag {tag}; ask an admin to tag your IAM user.")
+        return user
+
+
+def read_email_index(iam: Any, tag_key: str) -> dict[str, IamUser]:
+    """Email (lower case) -> IAM user, from one paginated GetAccountAuthorizationDetails (users with their tags).
+
+    A bot whose policy predates that permission falls back to ListUsers plus ListUserTags for each user.
+    """
+    try:
+        with aws_call("iam:GetAccountAuthorizationDetails"):
+            pages = iam.get_paginator("get_account_authorization_details").paginate(Filter=["User"])
+            return _by_email(((u, u.get("Tags") or []) for page in pages for u in page["UserDetailList"]), tag_key)
+    except AwsError as exc:
+        if exc.code not in DENIED_CODES:
+            raise
+        log.warning(
+            "iam:GetAccountAuthorizationDetails is not allowed, so the email index is read with ListUsers and one "
+            "ListUserTags per user (slow with many users); allow it as docs/iam-policy.json does"
+        )
+    with aws_call("iam:ListUsers"):
+        users = [u for page in iam.get_paginator("list_users").paginate() for u in page["Users"]]
+    return _by_email(((u, _tags(iam, str(u["UserName"]))) for u in users), tag_key)
+
+
+def _tags(iam: Any, name: str) -> list[Mapping[str, Any]]:
+    """A user's tags; none for a user deleted since it was listed."""
+    try:
+        with aws_call("iam:ListUserTags"):
+            return list(iam.list_user_tags(UserName=name)["Tags"])
+    except AwsError as exc:
+        if exc.gone:
+            return []
+        raise
+
+
+def _by_email(users: Iterable[Tagged], tag_key: str) -> dict[str, IamUser]:
+    found: dict[str, IamUser] = {}
+    for user, tags in users:
+        for tag in tags:
+            if tag["Key"] == tag_key:
+                found[str(tag["Value"]).lower()] = IamUser(name=str(user["UserName"]), arn=str(user["Arn"]))
+    return found

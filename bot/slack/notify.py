@@ -19,6 +19,8 @@ from bot.workflow.base import Alert
 
 log = logging.getLogger(__name__)
 GROUP_CACHE_SECONDS = 60.0
+# A profile email is looked up once per person this often (a user with none is asked again every time).
+EMAIL_CACHE_SECONDS = 300.0
 # While usergroups.users.list fails, members read up to this long ago still count; after that, nobody does.
 GROUP_STALE_SECONDS = 600.0
 
@@ -148,10 +150,15 @@ class SlackDirectory:
         self._client = client
         self._metrics = metrics
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+        self._emails: dict[str, tuple[float, str]] = {}  # user ID -> (read at, email)
         self._lock = threading.Lock()
 
     def email_of(self, user: str) -> str | None:
-        """The user's profile email, or None."""
+        """The user's profile email, or None; an email found is remembered for EMAIL_CACHE_SECONDS."""
+        with self._lock:
+            cached = self._emails.get(user)
+        if cached and time.monotonic() - cached[0] < EMAIL_CACHE_SECONDS:
+            return cached[1]
         try:
             answer = self._client.users_info(user=user)
         except (SlackApiError, OSError) as exc:
@@ -160,7 +167,11 @@ class SlackDirectory:
             return None
         profile = (answer.get("user") or {}).get("profile") or {}
         email = profile.get("email")
-        return str(email) if email else None
+        if not email:
+            return None
+        with self._lock:
+            self._emails[user] = (time.monotonic(), str(email))
+        return str(email)
 
     def expand(self, ids: frozenset[str]) -> frozenset[str]:
         """User IDs, with each user-group ID (S…) replaced by its current members."""
