@@ -94,7 +94,8 @@ class Servers:
         key = kms.create_key(Description="payments")["KeyMetadata"]
         kms.create_alias(AliasName="alias/payments", TargetKeyId=key["KeyId"])
         for i in range(1, USERS + 1):
-            iam.create_user(UserName=f"bench{i:03d}")
+            # Tagged with the email the fake Slack gives U0S<i> (benchmarks/servers.py), for email_tag identity.
+            iam.create_user(UserName=f"bench{i:03d}", Tags=[{"Key": "email", "Value": f"bench{i:03d}@example.com"}])
 
 
 @contextmanager
@@ -133,10 +134,17 @@ def fresh_database(url: str = DATABASE_URL) -> None:
     engine.dispose()
 
 
-def catalog_file(workdir: Path) -> Path:
-    """Write the benchmark catalog."""
+def catalog_file(workdir: Path, *, identity: str = "static") -> Path:
+    """Write the benchmark catalog; `identity="email_tag"` finds people by their IAM users' email tags instead."""
     path = workdir / "catalog.yaml"
-    path.write_text(CATALOG)
+    text = CATALOG
+    if identity == "email_tag":
+        text = (
+            CATALOG[: CATALOG.index("identity:")]
+            + "identity:\n  strategy: email_tag\n"
+            + CATALOG[CATALOG.index("approver_groups:") :]
+        )
+    path.write_text(text)
     return path
 
 
@@ -147,6 +155,7 @@ def start_bot(
     tuning: Tuning | None = None,
     url: str = DATABASE_URL,
     before_start: Callable[[Runtime], object] = lambda _r: None,
+    identity: str = "static",
     **overrides: Any,
 ) -> Runtime:
     """The bot as `accessbot serve` runs it (HTTP plus scheduler), in this process, on an OS-chosen port."""
@@ -155,7 +164,7 @@ def start_bot(
         "slack_signing_secret": SECRET,
         "slack_api_url": srv.slack,
         "database_url": url,
-        "accessbot_catalog": catalog_file(workdir),
+        "accessbot_catalog": catalog_file(workdir, identity=identity),
         "accessbot_reconcile_seconds": 0,
         "port": 0,
     }

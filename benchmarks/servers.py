@@ -11,6 +11,7 @@ import sys
 
 from moto.server import ThreadedMotoServer
 
+from benchmarks.harness import USERS
 from bot.testing.fake_slack import start_fake_slack
 from tests.support.catalogs import EMAILS
 
@@ -22,7 +23,7 @@ def main() -> None:
     moto.start()
     host, port = moto.get_host_and_port()
     fake, _server = start_fake_slack()
-    fake.emails = dict(EMAILS)
+    fake.emails = dict(EMAILS) | {f"U0S{i:03d}": f"bench{i:03d}@example.com" for i in range(1, USERS + 1)}
     # Keep no record of calls: a benchmark sends tens of thousands, and nobody reads them here.
     fake.record = lambda method, args: fake._answer(method, args)  # type: ignore[method-assign]
     print(json.dumps({"moto": f"http://{host}:{port}", "slack": fake.url}), flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import secrets
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -71,7 +72,7 @@ class SlackSender:
                 "text": text,
                 "api_app_id": APP,
                 "response_url": response_url or self.response_url_of(number),
-                "trigger_id": trigger_id or f"{number}.{TRIGGER}",
+                "trigger_id": trigger_id or f"{number}.{secrets.token_hex(6)}",  # unique, as Slack's are
             }
         )
         return self.post(body, **kw)
