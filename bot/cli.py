@@ -83,7 +83,14 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
         account = caller_account(clients.sts)
     except AwsError as exc:
         raise ConfigError(f"AWS: cannot check the catalog against AWS: {exc}") from None
-    results = check_catalog(catalog, iam=clients.iam, kms=clients.kms, account=account)
+    results = check_catalog(
+        catalog,
+        iam=clients.iam,
+        kms=clients.kms,
+        account=account,
+        sso_admin=clients.sso_admin,
+        identitystore=clients.identitystore,
+    )
     for result in results:
         print(result.line)
     problems = sum(r.outcome is Outcome.PROBLEM for r in results)
@@ -95,23 +102,21 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
 
 
 def serve(settings: Settings) -> int:
-    """The Slack app over HTTP on 0.0.0.0:$PORT, or Socket Mode with SLACK_APP_TOKEN."""
+    """The Slack app over HTTP on 0.0.0.0:$PORT, or over a Socket Mode WebSocket with SLACK_APP_TOKEN.
+
+    Either way it runs until SIGTERM or SIGINT, then stops cleanly: no new work, the work under way finished.
+    """
     from bot.runtime import Runtime
 
     runtime = Runtime.build(settings, http=True)
-    if settings.slack_app_token:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        if runtime.scheduler is not None:
-            runtime.scheduler.start()
-        try:
-            SocketModeHandler(runtime.bolt, settings.slack_app_token).start()  # type: ignore[no-untyped-call]
-        finally:
-            runtime.stop()
-        return 0
-    runtime.start(host="0.0.0.0")
-    _wait_for_signal()
-    runtime.stop()
+    try:
+        if settings.slack_app_token:
+            runtime.start_socket_mode(settings.slack_app_token)
+        else:
+            runtime.start(host="0.0.0.0")
+        _wait_for_signal()
+    finally:
+        runtime.stop()
     return 0
 
 

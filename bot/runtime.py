@@ -8,15 +8,18 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 
 from bot.aws.identity import IdentityResolver
+from bot.aws.identity_center import StoreUsers
 from bot.background import Background
 from bot.catalog import Catalog, Kind, load_catalog
 from bot.config import Settings
+from bot.errors import ConfigError
 from bot.httpserver import HttpServer
 from bot.metrics import Metrics
 from bot.reconcile import Reconciler
@@ -26,10 +29,17 @@ from bot.slack.notify import SlackDirectory, SlackNotifier
 from bot.store import queries
 from bot.store.db import session_scope
 from bot.web import WebApp
-from bot.wiring import aws_clients, build_granters, open_database
+from bot.wiring import aws_clients, build_granters, identity_center, open_database
 from bot.workflow import Tuning, Workflow
 
+if TYPE_CHECKING:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
 log = logging.getLogger(__name__)
+# slack_sdk's Socket Mode client reopens a connection Slack closed only at its next ping, and gives up on a
+# silent one after five failed pings: at bolt's 10 s that is 10 s deaf after a close and a minute after a
+# network drop. Every 3 s makes it 3 s and about 15 s, for a few bytes each way.
+SOCKET_MODE_PING_SECONDS = 3.0
 
 
 @dataclass
@@ -46,6 +56,7 @@ class Runtime:
     bolt: App
     background: Background
     http: HttpServer | None = None
+    socket_mode: SocketModeHandler | None = None
 
     @classmethod
     def build(
@@ -63,7 +74,8 @@ class Runtime:
         aws = aws_clients()
         metrics = Metrics()
         metrics.watch_active_grants(lambda: active_grants(engine))
-        granters = build_granters(aws)
+        center = identity_center(aws, catalog)
+        granters = build_granters(aws, center)
         client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=10)
         notifier = SlackNotifier(client, metrics)
         directory = SlackDirectory(client, metrics)
@@ -71,7 +83,9 @@ class Runtime:
             engine=engine,
             catalog=catalog,
             granters=granters,
-            identity=IdentityResolver(catalog.identity, aws.iam, directory.email_of),
+            identity=IdentityResolver(
+                catalog.identity, aws.iam, directory.email_of, store_users=StoreUsers(aws.identitystore, center)
+            ),
             notifier=notifier,
             directory=directory,
             owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
@@ -114,15 +128,48 @@ class Runtime:
 
     def start(self, *, host: str = "0.0.0.0", port: int | None = None) -> None:
         """Start the scheduler (if this process runs one), the identity index and the HTTP server."""
-        if self.scheduler is not None:
-            self.scheduler.start()
-        self.workflow.ctx.identity.start()  # read the email index now, not on the first request
+        self._start_jobs()
         self.http = HttpServer(self.web, host=host, port=self.settings.port if port is None else port)
         self.http.start()
         log.info("accessbot listening on %s:%d", host, self.http.port)
 
+    def start_socket_mode(self, app_token: str) -> None:
+        """Start the scheduler and the identity index, and take Slack's traffic over a Socket Mode WebSocket.
+
+        Raise ConfigError when Slack refuses the app-level token; a connection that drops later is reopened
+        by slack_sdk's client, which asks apps.connections.open for a new URL each time.
+        """
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+        from slack_sdk.errors import SlackApiError
+
+        try:
+            # Asked here rather than inside connect(), which logs its own error line before raising.
+            first_url = str(self.bolt.client.apps_connections_open(app_token=app_token)["url"])
+        except SlackApiError as exc:
+            raise ConfigError(
+                f"SLACK_APP_TOKEN: Slack refused to open a Socket Mode connection ({exc.response.get('error')}); "
+                "it needs an app-level token with connections:write, for an app with Socket Mode enabled"
+            ) from None
+        self._start_jobs()
+        handler = SocketModeHandler(self.bolt, app_token, ping_interval=SOCKET_MODE_PING_SECONDS)
+        handler.client.wss_uri = first_url  # connect() uses it; every reconnect asks for a new one
+        handler.connect()  # type: ignore[no-untyped-call]
+        self.socket_mode = handler
+        if handler.client.is_connected():
+            log.info("accessbot connected to Slack in Socket Mode (session %s)", handler.client.session_id())
+        else:
+            log.warning("accessbot could not open its Socket Mode connection yet; retrying")
+
+    def _start_jobs(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.start()
+        self.workflow.ctx.identity.start()  # read the email index now, not on the first request
+
     def stop(self) -> None:
         """Stop serving and scheduling; wait for work under way. Safe to call twice."""
+        if self.socket_mode is not None:
+            self.socket_mode.close()  # type: ignore[no-untyped-call]  # waits for envelopes under way
+            self.socket_mode = None
         if self.http is not None:
             self.http.stop()
             self.http = None

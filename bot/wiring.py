@@ -7,8 +7,17 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.aws.clients import AwsClients
-from bot.aws.granters import Granter, GroupGranter, KeyGranter, RoleGranter
-from bot.catalog import Kind
+from bot.aws.granters import (
+    Granter,
+    GroupGranter,
+    KeyGranter,
+    PermissionSetGranter,
+    Polling,
+    RoleGranter,
+    SsoGroupGranter,
+)
+from bot.aws.identity_center import Center
+from bot.catalog import Catalog, Kind
 from bot.errors import ConfigError
 from bot.store import schema
 from bot.store.db import is_sqlite, make_engine
@@ -22,12 +31,22 @@ def aws_clients() -> AwsClients:
         raise ConfigError("AWS_REGION: not set (KMS needs a region; set AWS_REGION or AWS_DEFAULT_REGION)") from None
 
 
-def build_granters(aws: AwsClients) -> dict[Kind, Granter]:
+def identity_center(aws: AwsClients, catalog: Catalog | None) -> Center:
+    """The Identity Center instance: the catalog's `identity_center`, else ListInstances' (when first needed)."""
+    return Center(aws.sso_admin, catalog.identity_center if catalog is not None else None)
+
+
+def build_granters(
+    aws: AwsClients, center: Center | None = None, *, polling: Polling | None = None
+) -> dict[Kind, Granter]:
     """One granter per kind of access, on the given clients."""
+    center = center or Center(aws.sso_admin, None)
     return {
         Kind.IAM_GROUP: GroupGranter(aws.iam),
         Kind.IAM_ROLE: RoleGranter(aws.iam),
         Kind.KMS_KEY: KeyGranter(aws.kms),
+        Kind.SSO_PERMISSION_SET: PermissionSetGranter(aws.sso_admin, center, polling=polling),
+        Kind.SSO_GROUP: SsoGroupGranter(aws.identitystore, center),
     }
 
 

@@ -91,7 +91,7 @@ def _record_aws_operations() -> Iterator[None]:
 
     def create(session: Any = None) -> AwsClients:
         clients = original(session)
-        for client in (clients.iam, clients.kms, clients.sts):
+        for client in (clients.iam, clients.kms, clients.sts, clients.sso_admin, clients.identitystore):
             client.meta.events.register("before-call.*.*", iam_policy.record)
         return clients
 

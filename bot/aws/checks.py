@@ -11,8 +11,16 @@ from typing import Any
 from urllib.parse import unquote
 
 from bot.aws.errors import AwsError, aws_call
-from bot.aws.granters import KeyGranter, account_of, role_name
-from bot.catalog import Catalog, GroupResource, KeyResource, RoleResource
+from bot.aws.granters import KeyGranter, PermissionSetGranter, SsoGroupGranter, account_of, role_name
+from bot.aws.identity_center import Center, StoreUsers
+from bot.catalog import (
+    Catalog,
+    GroupResource,
+    KeyResource,
+    PermissionSetResource,
+    RoleResource,
+    SsoGroupResource,
+)
 
 
 class Outcome(StrEnum):
@@ -44,12 +52,27 @@ def caller_account(sts: Any) -> str:
         return str(sts.get_caller_identity()["Account"])
 
 
-def check_catalog(catalog: Catalog, *, iam: Any, kms: Any, account: str) -> list[Check]:
+def check_catalog(
+    catalog: Catalog,
+    *,
+    iam: Any,
+    kms: Any,
+    account: str,
+    sso_admin: Any = None,
+    identitystore: Any = None,
+) -> list[Check]:
     """Check every resource and every static identity of the catalog, in catalog order."""
     results: list[Check] = []
+    center = Center(sso_admin, catalog.identity_center) if sso_admin is not None else None
+    uses_sso = any(r.kind.identity_center for r in catalog.resources.values())
+    uses_iam = any(not r.kind.identity_center for r in catalog.resources.values())
+    if uses_sso:
+        results.append(_result("identity_center", "IAM Identity Center instance", instance_problem(center)))
     for name, resource in catalog.resources.items():
         what = f"{resource.kind.value} {resource.target}"
-        if isinstance(resource, GroupResource):
+        if isinstance(resource, PermissionSetResource | SsoGroupResource):
+            problem, skipped = sso_problem(center, identitystore, resource), None
+        elif isinstance(resource, GroupResource):
             problem, skipped = group_problem(iam, resource.group_name), None
         elif isinstance(resource, RoleResource):
             skipped = _elsewhere(resource.role_arn, account)
@@ -59,8 +82,61 @@ def check_catalog(catalog: Catalog, *, iam: Any, kms: Any, account: str) -> list
             problem, skipped = key_problem(kms, resource.key_id), None
         results.append(_result(name, what, problem, skipped))
     for slack_user, iam_user in catalog.identity.static.items():
-        results.append(_result(f"identity.static.{slack_user}", f"IAM user {iam_user}", user_problem(iam, iam_user)))
+        if uses_iam or not uses_sso:
+            results.append(
+                _result(f"identity.static.{slack_user}", f"IAM user {iam_user}", user_problem(iam, iam_user))
+            )
+        if uses_sso:
+            problem = store_user_problem(center, identitystore, iam_user)
+            results.append(_result(f"identity.static.{slack_user}", f"Identity Center user {iam_user}", problem))
     return results
+
+
+def instance_problem(center: Center | None) -> str | None:
+    """What is wrong with the Identity Center instance (none found, several, not reachable), or None."""
+    if center is None:
+        return "not checked: no sso-admin client"
+    try:
+        center.instance()
+    except AwsError as exc:
+        return str(exc)
+    return None
+
+
+def sso_problem(
+    center: Center | None, identitystore: Any, resource: PermissionSetResource | SsoGroupResource
+) -> str | None:
+    """What is wrong with a permission set and its accounts, or an Identity Center group; None when nothing is.
+
+    For each account the bot lists the permission set's assignments: that needs the same instance, permission
+    set and account the grant names, and the bot's own sso permissions on them.
+    """
+    if center is None:
+        return "not checked: no sso-admin client"
+    try:
+        if isinstance(resource, SsoGroupResource):
+            SsoGroupGranter(identitystore, center).group_id(resource.group)
+            return None
+        arn = PermissionSetGranter(center.sso_admin, center).permission_set_arn(resource.permission_set)
+        for account in resource.accounts:
+            with aws_call("sso:ListAccountAssignments"):
+                center.sso_admin.list_account_assignments(
+                    InstanceArn=center.instance().arn, AccountId=account, PermissionSetArn=arn, MaxResults=1
+                )
+    except AwsError as exc:
+        return str(exc)
+    return None
+
+
+def store_user_problem(center: Center | None, identitystore: Any, name: str) -> str | None:
+    """What is wrong with an Identity Store user named in identity.static, or None."""
+    if center is None:
+        return "not checked: no identitystore client"
+    try:
+        found = StoreUsers(identitystore, center).by_name(name)
+    except AwsError as exc:
+        return str(exc)
+    return None if found is not None else f"no Identity Center user has the UserName '{name}'"
 
 
 def group_problem(iam: Any, group: str) -> str | None:

@@ -19,6 +19,8 @@ class AwsClients:
     iam: Any
     kms: Any
     sts: Any
+    sso_admin: Any  # IAM Identity Center: instances, permission sets, account assignments
+    identitystore: Any  # its users, groups and group memberships
 
     @classmethod
     def create(cls, session: boto3.session.Session | None = None) -> AwsClients:
@@ -28,4 +30,6 @@ class AwsClients:
             iam=session.client("iam", config=RETRIES),
             kms=session.client("kms", config=RETRIES),
             sts=session.client("sts", config=RETRIES),
+            sso_admin=session.client("sso-admin", config=RETRIES),
+            identitystore=session.client("identitystore", config=RETRIES),
         )

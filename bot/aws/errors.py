@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-GONE_CODES = frozenset({"NoSuchEntity", "NotFoundException", "InvalidGrantIdException"})
+GONE_CODES = frozenset({"NoSuchEntity", "NotFoundException", "InvalidGrantIdException", "ResourceNotFoundException"})
 THROTTLING_CODES = frozenset(
     {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled"}
 )
@@ -22,6 +24,8 @@ TRANSIENT_CODES = THROTTLING_CODES | frozenset(
         "ServiceFailure",
     }
 )
+# Identity Center refuses a change while another one on the same assignment or membership is in flight.
+CONFLICT_CODES = frozenset({"ConflictException"})
 _DENIED = "the bot's own IAM permissions do not allow this"
 HINTS = {
     "AccessDenied": _DENIED,
@@ -29,6 +33,8 @@ HINTS = {
     "LimitExceeded": "an AWS limit was reached",
     "NoSuchEntity": "it does not exist",
     "NotFoundException": "it does not exist",
+    "ResourceNotFoundException": "it does not exist",
+    "ConflictException": "another change to the same access was still in progress, even after retries",
     "DisabledException": "the KMS key is disabled",
     "KMSInvalidStateException": "the KMS key is not in a state that allows this",
 }
@@ -85,3 +91,33 @@ def aws_call(operation: str) -> Iterator[None]:
         yield
     except (ClientError, BotoCoreError) as exc:
         raise describe(exc, operation) from exc
+
+
+T = TypeVar("T")
+
+
+def retried(
+    operation: str,
+    call: Callable[[], T],
+    *,
+    attempts: int = 6,
+    first_delay: float = 0.2,
+    max_delay: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """`call()` inside aws_call, tried again with a doubling backoff on ConflictException and throttling.
+
+    botocore's standard retry mode already retries throttling; it never retries ConflictException, which
+    Identity Center answers while another change to the same assignment or membership is in flight.
+    """
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            with aws_call(operation):
+                return call()
+        except AwsError as exc:
+            if attempt == attempts or exc.code not in CONFLICT_CODES | THROTTLING_CODES:
+                raise
+        sleep(delay)
+        delay = min(max_delay, delay * 2)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -15,7 +15,8 @@ from typing import Any
 
 from bot.aws.email_index import EmailIndex, IndexTiming, IndexUnavailable
 from bot.aws.errors import AwsError, aws_call
-from bot.catalog import Identity, Strategy
+from bot.aws.identity_center import StoreUsers
+from bot.catalog import Identity, Kind, Strategy
 from bot.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ Tagged = tuple[Mapping[str, Any], Iterable[Mapping[str, Any]]]  # an IAM user as
 
 @dataclass(frozen=True, slots=True)
 class IamUser:
-    """An IAM user as the bot needs it."""
+    """The requester as AWS knows them: an IAM user (name, ARN), or for the Identity Center kinds an Identity
+    Store user (UserName, UserId) -- the principal a grant names either way."""
 
     name: str
     arn: str
@@ -43,8 +45,10 @@ class IdentityResolver:
         *,
         timing: IndexTiming | None = None,
         cache_seconds: float = USER_CACHE_SECONDS,
+        store_users: StoreUsers | None = None,
     ) -> None:
         self._identity = identity
+        self._store_users = store_users
         self._iam = iam
         self._email_of = email_of
         self._cache_seconds = cache_seconds
@@ -65,8 +69,10 @@ class IdentityResolver:
         if self.index is not None:
             self.index.stop()
 
-    def resolve(self, slack_user: str) -> IamUser:
-        """The requester's IAM user, or a UserError that says what to fix."""
+    def resolve(self, slack_user: str, kind: Kind | None = None) -> IamUser:
+        """The requester's IAM user (or, for an Identity Center kind, Identity Store user), or a UserError."""
+        if kind is not None and kind.identity_center:
+            return self._store_user(slack_user)
         mapped = self._identity.static.get(slack_user)
         if mapped:
             return self._user(mapped, how="the catalog's identity.static map")
@@ -78,6 +84,30 @@ class IdentityResolver:
         if self._identity.strategy is Strategy.IAM_USERNAME:
             return self._user(email.split("@", 1)[0], how=f"your email {email}")
         return self._tagged(email)
+
+    def _store_user(self, slack_user: str) -> IamUser:
+        """The Identity Store user: identity.static's name, else the one with the Slack email."""
+        if self._store_users is None:
+            raise UserError("IAM Identity Center is not set up for this bot; ask an admin.")
+        mapped = self._identity.static.get(slack_user)
+        if mapped:
+            found = self._store_users.by_name(mapped)
+            if found is None:
+                raise UserError(
+                    f"The Identity Center user '{mapped}' (from the catalog's identity.static map) does not exist "
+                    "in the identity store; ask an admin to fix the map."
+                )
+            return IamUser(name=found.name, arn=found.user_id)
+        email = self._email_of(slack_user)
+        if not email:
+            raise UserError("Your Slack profile has no email address, so no Identity Center user can be found for you.")
+        found = self._store_users.by_email(email)
+        if found is None:
+            raise UserError(
+                f"No IAM Identity Center user has the email or user name {email}, so the bot cannot give you "
+                "Identity Center access; ask an admin to add you to the identity store (or to identity.static)."
+            )
+        return IamUser(name=found.name, arn=found.user_id)
 
     def has_mfa(self, user: IamUser) -> bool:
         """Whether the IAM user has at least one MFA device (a yes is remembered briefly; a no never)."""

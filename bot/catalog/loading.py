@@ -12,16 +12,28 @@ from pydantic import BaseModel, ValidationError
 
 from bot.catalog.models import (
     SLACK_ID,
+    AnyResource,
     Catalog,
     GroupResource,
     Identity,
+    IdentityCenter,
     KeyResource,
     Kind,
+    PermissionSetResource,
     ResourceBase,
     RoleResource,
     Settings,
+    SsoGroupResource,
 )
 from bot.errors import ConfigError
+
+MODELS: dict[str, type[ResourceBase]] = {
+    Kind.IAM_GROUP: GroupResource,
+    Kind.IAM_ROLE: RoleResource,
+    Kind.KMS_KEY: KeyResource,
+    Kind.SSO_PERMISSION_SET: PermissionSetResource,
+    Kind.SSO_GROUP: SsoGroupResource,
+}
 
 
 def load_catalog(path: Path) -> Catalog:
@@ -48,14 +60,20 @@ def parse_catalog(text: str, *, source: str = "catalog") -> Catalog:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the catalog must be a mapping with a 'resources' key")
     problems: list[str] = []
-    unknown = sorted(str(k) for k in raw if k not in {"defaults", "identity", "approver_groups", "resources"})
+    unknown = sorted(
+        str(k) for k in raw if k not in {"defaults", "identity", "identity_center", "approver_groups", "resources"}
+    )
     problems += [f"{key}: unknown top-level key" for key in unknown]
 
     defaults_raw = _mapping(raw.get("defaults"), "defaults", problems)
     defaults = _validate(Settings, defaults_raw, "defaults", problems) or Settings()
     identity = _validate(Identity, _mapping(raw.get("identity"), "identity", problems), "identity", problems)
+    center = None
+    if raw.get("identity_center") is not None:
+        center_raw = _mapping(raw.get("identity_center"), "identity_center", problems)
+        center = _validate(IdentityCenter, center_raw, "identity_center", problems)
     groups = _approver_groups(raw.get("approver_groups"), problems)
-    resources: dict[str, GroupResource | RoleResource | KeyResource] = {}
+    resources: dict[str, AnyResource] = {}
     resources_raw = _mapping(raw.get("resources"), "resources", problems)
     if not resources_raw and not any(p.startswith("resources:") for p in problems):
         problems.append("resources: missing (the catalog lists at least one resource)")
@@ -73,25 +91,21 @@ def parse_catalog(text: str, *, source: str = "catalog") -> Catalog:
     if problems:
         raise ConfigError("; ".join(problems))
     assert identity is not None
-    return Catalog(defaults=defaults, identity=identity, approver_groups=groups, resources=resources)
+    return Catalog(
+        defaults=defaults, identity=identity, approver_groups=groups, resources=resources, identity_center=center
+    )
 
 
-def _validate_resource(
-    merged: dict[str, Any], path: str, problems: list[str]
-) -> GroupResource | RoleResource | KeyResource | None:
+def _validate_resource(merged: dict[str, Any], path: str, problems: list[str]) -> AnyResource | None:
     kind = merged.get("kind")
-    model: type[ResourceBase]
-    if kind == Kind.IAM_GROUP:
-        model = GroupResource
-    elif kind == Kind.IAM_ROLE:
-        model = RoleResource
-    elif kind == Kind.KMS_KEY:
-        model = KeyResource
-    else:
-        problems.append(f"{path}.kind: must be one of iam_group, iam_role, kms_key")
+    model = MODELS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        problems.append(f"{path}.kind: must be one of {', '.join(MODELS)}")
         return None
     result = _validate(model, merged, path, problems)
-    assert result is None or isinstance(result, GroupResource | RoleResource | KeyResource)
+    assert result is None or isinstance(
+        result, GroupResource | RoleResource | KeyResource | PermissionSetResource | SsoGroupResource
+    )
     return result
 
 

@@ -41,11 +41,18 @@ KMS_OPERATIONS = frozenset(
 
 
 class Kind(StrEnum):
-    """The three kinds of access accessbot grants."""
+    """The kinds of access accessbot grants: three on IAM users, two on IAM Identity Center users."""
 
     IAM_GROUP = "iam_group"
     IAM_ROLE = "iam_role"
     KMS_KEY = "kms_key"
+    SSO_PERMISSION_SET = "sso_permission_set"
+    SSO_GROUP = "sso_group"
+
+    @property
+    def identity_center(self) -> bool:
+        """Whether the requester is an Identity Store user (not an IAM user)."""
+        return self in (Kind.SSO_PERMISSION_SET, Kind.SSO_GROUP)
 
 
 class AutoApprove(BaseModel):
@@ -160,7 +167,56 @@ class KeyResource(ResourceBase):
         return self.key_id
 
 
-Resource = Annotated[GroupResource | RoleResource | KeyResource, Field(discriminator="kind")]
+AccountId = Annotated[str, Field(pattern=r"^\d{12}$")]
+# A permission set's name (1-32 of [\w+=,.@-]) or its ARN.
+PERMISSION_SET = r"^([\w+=,.@-]{1,32}|arn:aws[a-z-]*:sso:::[A-Za-z0-9/._-]{1,1200})$"
+# Between a permission set and its accounts in a request's target: neither a name nor an ARN holds a space.
+ACCOUNTS_SEPARATOR = " in "
+
+
+class PermissionSetResource(ResourceBase):
+    """An IAM Identity Center permission set in one or more AWS accounts."""
+
+    kind: Literal[Kind.SSO_PERMISSION_SET]
+    permission_set: str = Field(pattern=PERMISSION_SET)
+    accounts: tuple[AccountId, ...] = Field(min_length=1, max_length=50)
+
+    @model_validator(mode="after")
+    def _distinct_accounts(self) -> PermissionSetResource:
+        if len(set(self.accounts)) != len(self.accounts):
+            raise ValueError("accounts: an account is listed twice")
+        return self
+
+    @property
+    def target(self) -> str:
+        """The permission set and its accounts, as one string (`ProdAdmin in 111111111111,222222222222`).
+
+        The accounts are part of the request's target so that its end removes exactly the assignments its
+        grant made, even when the catalog has changed since.
+        """
+        return f"{self.permission_set}{ACCOUNTS_SEPARATOR}{','.join(self.accounts)}"
+
+
+class SsoGroupResource(ResourceBase):
+    """Membership of an IAM Identity Center (Identity Store) group."""
+
+    kind: Literal[Kind.SSO_GROUP]
+    group: str = Field(min_length=1, max_length=1024)
+
+    @property
+    def target(self) -> str:
+        """The group's display name or ID."""
+        return self.group
+
+
+def split_permission_set_target(target: str) -> tuple[str, tuple[str, ...]]:
+    """A permission-set request's target as (permission set name or ARN, account IDs)."""
+    name, _, accounts = target.rpartition(ACCOUNTS_SEPARATOR)
+    return name, tuple(a for a in accounts.split(",") if a)
+
+
+AnyResource = GroupResource | RoleResource | KeyResource | PermissionSetResource | SsoGroupResource
+Resource = Annotated[AnyResource, Field(discriminator="kind")]
 
 
 class Strategy(StrEnum):
@@ -178,8 +234,20 @@ class Identity(BaseModel):
 
     strategy: Strategy = Strategy.EMAIL_TAG
     tag_key: str = Field(default="email", min_length=1, max_length=128)
-    static: dict[SlackUserId, Annotated[str, Field(pattern=r"^[A-Za-z0-9_+=,.@-]{1,64}$")]] = Field(
+    # An IAM user name, or (for the Identity Center kinds) an Identity Store UserName, which may be longer.
+    static: dict[SlackUserId, Annotated[str, Field(pattern=r"^[A-Za-z0-9_+=,.@-]{1,128}$")]] = Field(
         default_factory=dict
+    )
+
+
+class IdentityCenter(BaseModel):
+    """`identity_center`: the IAM Identity Center instance and its identity store (else ListInstances)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instance_arn: str = Field(pattern=r"^arn:aws[a-z-]*:sso:::instance/(sso)?ins-[a-zA-Z0-9-.]{16}$")
+    identity_store_id: str = Field(
+        pattern=r"^(d-[0-9a-z]{10}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
     )
 
 
@@ -191,9 +259,10 @@ class Catalog(BaseModel):
     defaults: Settings
     identity: Identity
     approver_groups: dict[ResourceName, tuple[Annotated[str, Field(pattern=SLACK_ID)], ...]]
-    resources: dict[str, GroupResource | RoleResource | KeyResource]
+    resources: dict[str, AnyResource]
+    identity_center: IdentityCenter | None = None
 
-    def resource(self, name: str) -> GroupResource | RoleResource | KeyResource | None:
+    def resource(self, name: str) -> AnyResource | None:
         """The resource of that name, or None."""
         return self.resources.get(name)
 

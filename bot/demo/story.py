@@ -34,6 +34,7 @@ CAROL = Person("U0CAROL", "carol", "carol@example.com")
 DAVE = Person("U0DAVE", "dave", "dave@example.com")
 PEOPLE = [ALICE, BOB, CAROL, DAVE]
 APPROVALS, GENERAL = "C0APPROVALS", "C0GENERAL"
+SSO_ACCOUNTS = ("111111111111", "222222222222")
 CHANNELS = {APPROVALS: "access-approvals", GENERAL: "general"}
 
 CATALOG = f"""
@@ -64,6 +65,12 @@ resources:
     operations: [Decrypt, GenerateDataKey]
     description: Decrypt payment records
     approvers: [{CAROL.user_id}]
+  prod-admin-sso:
+    kind: sso_permission_set   # IAM Identity Center: the Identity Store user with alice's email
+    permission_set: ProdAdmin
+    accounts: ["{SSO_ACCOUNTS[0]}", "{SSO_ACCOUNTS[1]}"]
+    description: Administrator in both production accounts
+    approvers: [platform]
 """
 
 
@@ -86,9 +93,20 @@ class Aws:
     iam: Any
     kms: Any
     key_id: str
+    sso: Any = None
+    instance_arn: str = ""
+    permission_set_arn: str = ""
 
     def state(self, kind: str) -> list[str]:
         """What AWS says right now about one kind of access, as lines for people."""
+        if kind == "sso_permission_set":
+            found = []
+            for account in SSO_ACCOUNTS:
+                listed = self.sso.list_account_assignments(
+                    InstanceArn=self.instance_arn, AccountId=account, PermissionSetArn=self.permission_set_arn
+                )["AccountAssignments"]
+                found += [f"{account} for user {a['PrincipalId'][:8]}…" for a in listed]
+            return [f"[AWS] Identity Center permission set ProdAdmin — assignments: {'; '.join(found) or '(none)'}"]
         if kind == "iam_group":
             names = sorted(u["UserName"] for u in self.iam.get_group(GroupName="deploy-admins")["Users"])
             return [f"[AWS] IAM group deploy-admins — members: {', '.join(names) or '(none)'}"]
@@ -131,7 +149,27 @@ def seed() -> Aws:
     iam.create_role(RoleName="prod-readonly", AssumeRolePolicyDocument=json.dumps(trust))
     key = kms.create_key(Description="payments")["KeyMetadata"]
     kms.create_alias(AliasName="alias/payments", TargetKeyId=key["KeyId"])
-    return Aws(iam=iam, kms=kms, key_id=str(key["KeyId"]))
+    # IAM Identity Center (moto has one instance): a permission set, and alice in the identity store by email.
+    sso, store = boto3.client("sso-admin"), boto3.client("identitystore")
+    instance = sso.list_instances()["Instances"][0]
+    permission_set = sso.create_permission_set(
+        InstanceArn=instance["InstanceArn"], Name="ProdAdmin", SessionDuration="PT1H"
+    )["PermissionSet"]
+    store.create_user(
+        IdentityStoreId=instance["IdentityStoreId"],
+        UserName=ALICE.name,
+        DisplayName=ALICE.name,
+        Name={"GivenName": ALICE.name, "FamilyName": "Example"},
+        Emails=[{"Value": ALICE.email, "Type": "work", "Primary": True}],
+    )
+    return Aws(
+        iam=iam,
+        kms=kms,
+        key_id=str(key["KeyId"]),
+        sso=sso,
+        instance_arn=str(instance["InstanceArn"]),
+        permission_set_arn=str(permission_set["PermissionSetArn"]),
+    )
 
 
 @contextmanager
@@ -208,7 +246,7 @@ class Story:
             "Bob and Carol approve access. Every grant below lasts " + GRANT + "."
         )
         self.step("What AWS looks like before anyone asks")
-        self.show_aws("iam_group", "iam_role", "kms_key")
+        self.show_aws("iam_group", "iam_role", "kms_key", "sso_permission_set")
 
         self.step(f"Alice asks to join the IAM group deploy-admins for {GRANT}")
         group = self.command(ALICE, f"request deploy-admins {GRANT} ship the checkout hotfix")
@@ -234,13 +272,20 @@ class Story:
         key_id = self.click(CAROL, key, "Approve", until="active")
         self.show_aws("kms_key", expect=True)
 
+        self.step(
+            f"Alice asks for the Identity Center permission set ProdAdmin in two accounts for {GRANT}; Bob approves"
+        )
+        sso = self.command(ALICE, f"request prod-admin-sso {GRANT} rotate the production database credentials")
+        sso_id = self.click(BOB, sso, "Approve", until="active")
+        self.show_aws("sso_permission_set", expect=True)
+
         self.step("Nobody does anything now: the grants run out and the bot takes them away by itself")
         self.out(f"  (waiting for {GRANT} grants to end; the scheduler wakes exactly when each one is due)")
-        for request_id in (group_id, role_id, key_id):
+        for request_id in (group_id, role_id, key_id, sso_id):
             self.wait_status(request_id, "expired", timeout=30)
             self.describe_end(request_id)
         self.settle()
-        self.show_aws("iam_group", "iam_role", "kms_key", expect=False)
+        self.show_aws("iam_group", "iam_role", "kms_key", "sso_permission_set", expect=False)
 
     # -- the moves -----------------------------------------------------------------------------
 

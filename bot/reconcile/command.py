@@ -7,7 +7,7 @@ from bot.catalog import load_catalog
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.reconcile.reconciler import Reconciler
-from bot.wiring import aws_clients, build_granters, open_database
+from bot.wiring import aws_clients, build_granters, identity_center, open_database
 
 
 def command(settings: Settings, *, fix: bool) -> int:
@@ -16,7 +16,8 @@ def command(settings: Settings, *, fix: bool) -> int:
     engine = open_database(settings.database_url)
     try:
         aws = aws_clients()
-        reconciler = Reconciler(engine=engine, catalog=catalog, granters=build_granters(aws), iam=aws.iam, kms=aws.kms)
+        granters = build_granters(aws, identity_center(aws, catalog))
+        reconciler = Reconciler(engine=engine, catalog=catalog, granters=granters, iam=aws.iam, kms=aws.kms)
         try:
             report = reconciler.check()
         except AwsError as exc:

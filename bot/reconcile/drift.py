@@ -10,13 +10,26 @@ An object named like the bot's that none of its requests made is foreign: report
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.aws.granters import PREFIX
 from bot.aws.inventory import KeyGrant, UserPolicy, request_id_of
 from bot.catalog import Catalog, KeyResource, Kind
 from bot.reconcile.report import Drift, Problem
+from bot.store.queries import Added
+
+# Identity Center access, as reconcile names it: (kind, Identity Store UserId, target).
+SsoKey = tuple[str, str, str]
+SSO_THING = {Kind.SSO_PERMISSION_SET: "assignments", Kind.SSO_GROUP: "membership"}
+
+
+@dataclass(frozen=True)
+class Held:
+    """How much of one Identity Center grant AWS has: all of it (every account), and any of it."""
+
+    every: bool
+    some: bool
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,8 @@ class Database:
     holders: Mapping[int, Request]  # requests for which the bot may hold access now (read after the listing)
     group_pairs: Mapping[tuple[str, str], int]  # (user, group) memberships the bot added last -> the request
     named: Mapping[int, Request]  # the requests that what AWS has names; an ID without a row is absent
+    # Identity Center access the bot added last (per kind, user and target), read after the listing.
+    sso_added: tuple[Added, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,8 @@ class Aws:
     policies: tuple[UserPolicy, ...]  # inline user policies named accessbot-*
     key_arns: Mapping[str, str | None]  # per key ID, alias or ARN: the key's ARN, or None when there is none
     grants: tuple[KeyGrant, ...]  # KMS grants named accessbot-*
+    # Identity Center: whether AWS has the access (every account's assignment, or the membership) now.
+    sso_held: Mapping[SsoKey, Held] = field(default_factory=dict)
 
 
 def compare(database: Database, aws: Aws, catalog: Catalog) -> list[Drift]:
@@ -67,7 +84,12 @@ def _missing(owed: Iterable[Request], aws: Aws, catalog: Catalog) -> list[Drift]
     for row in owed:
         name = f"{PREFIX}{row.id}"
         kind, detail = Kind(row.kind), ""
-        if kind is Kind.IAM_GROUP:
+        if kind.identity_center:
+            name = SSO_THING[kind]
+            held = aws.sso_held.get((row.kind, row.iam_user_arn, row.target))
+            if held is not None and not held.every:
+                detail = f"AWS no longer has the {name} of {row.target} for {row.iam_user}"
+        elif kind is Kind.IAM_GROUP:
             members = aws.members.get(row.target)
             if members is None:
                 detail = f"the group {row.target} does not exist"
@@ -135,6 +157,17 @@ def _orphans(database: Database, aws: Aws, catalog: Catalog) -> list[Drift]:
             detail, channel = why(request_id)
             detail = f"added by accessbot, and {detail}"
             found.append(Drift(Problem.ORPHAN, Kind.IAM_GROUP, user, group, "membership", request_id, detail, channel))
+    held_sso = {(r.kind, r.iam_user, r.target) for r in database.holders.values() if Kind(r.kind).identity_center}
+    for added in database.sso_added:
+        key = (added.kind, added.user, added.target)
+        part = aws.sso_held.get((added.kind, added.user_id, added.target))
+        if part is not None and part.some and key not in held_sso:
+            detail, channel = why(added.request_id)
+            kind = Kind(added.kind)
+            found.append(
+                Drift(Problem.ORPHAN, kind, added.user, added.target, SSO_THING[kind], added.request_id,
+                      f"added by accessbot, and {detail}", channel, principal_id=added.user_id)
+            )  # fmt: skip
     return found
 
 

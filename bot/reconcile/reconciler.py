@@ -51,11 +51,14 @@ class Reconciler:
         self._iam = iam
         self._kms = kms
         self._clock = clock
+        self._granters = granters
         self._repairer = Repairer(engine=engine, catalog=catalog, granters=granters, kms=kms, clock=clock)
 
     def check(self) -> Report:
         """Compare every active grant with AWS, and everything the bot made in AWS with the database."""
-        database, aws = snapshot.take(self.engine, self.catalog, iam=self._iam, kms=self._kms, now=self._clock())
+        database, aws = snapshot.take(
+            self.engine, self.catalog, iam=self._iam, kms=self._kms, now=self._clock(), granters=self._granters
+        )
         return Report(checked=len(database.owed), drift=tuple(compare(database, aws, self.catalog)))
 
     def fix(self, report: Report) -> Report:

@@ -98,7 +98,7 @@ class Repairer:
         with self._locks(drift), session_scope(self._engine) as session:
             row = queries.lock_request(request_id, session=session) if request_id else None
             now = self._clock()
-            if drift.kind is Kind.IAM_GROUP:
+            if drift.kind in (Kind.IAM_GROUP, Kind.SSO_PERMISSION_SET, Kind.SSO_GROUP):
                 if queries.holders_of(drift.kind.value, drift.user, drift.target, session=session):
                     return Fix(drift, "nothing to do: an active grant holds it now", True)
             elif row is not None and _holds(row, drift):
@@ -107,7 +107,13 @@ class Repairer:
                 # Only the grant found: another grant of the same name may be a live request's own.
                 inventory.revoke_key_grant(self._kms, drift.target, drift.grant_id)
             else:
-                spec = GrantSpec(request_id, iam_user=drift.user, iam_user_arn="", target=drift.target, expires_at=now)
+                spec = GrantSpec(
+                    request_id,
+                    iam_user=drift.user,
+                    iam_user_arn=drift.principal_id,
+                    target=drift.target,
+                    expires_at=now,
+                )
                 self._granters[drift.kind].revoke(spec, None)
             queries.record_audit(
                 session=session,

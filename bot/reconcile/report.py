@@ -27,12 +27,13 @@ class Drift:
     problem: Problem
     kind: Kind
     user: str
-    target: str  # group name, role ARN, or key ARN
+    target: str  # group name, role ARN, key ARN, or an Identity Center target
     thing: str  # the AWS object: "membership", or the policy / grant name
     request_id: int | None
     detail: str
     channel: str | None = None
     grant_id: str = ""  # a KMS orphan's GrantId
+    principal_id: str = ""  # an Identity Center orphan's Identity Store UserId
 
     @property
     def line(self) -> str:

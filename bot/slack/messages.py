@@ -124,7 +124,7 @@ def _headline(request: AccessRequest) -> str:
 def _fields(request: AccessRequest) -> list[dict[str, str]]:
     return [
         {"type": "mrkdwn", "text": f"*Reason*\n{escape(request.reason)}"},
-        {"type": "mrkdwn", "text": f"*IAM user*\n{request.iam_user}"},
+        {"type": "mrkdwn", "text": f"*{principal_label(request)}*\n{request.iam_user}"},
     ]
 
 
@@ -192,8 +192,15 @@ def _requester_text(request: AccessRequest, event: str) -> str:
     return texts[event]
 
 
+def principal_label(request: AccessRequest) -> str:
+    """What the request's principal is: an IAM user, or for the Identity Center kinds an Identity Center user."""
+    return "Identity Center user" if request.kind in ("sso_permission_set", "sso_group") else "IAM user"
+
+
 def _how_to_use(request: AccessRequest) -> str:
-    """For a role: the source identity its sessions must carry (so they can be ended with the grant)."""
+    """For a role: the source identity its sessions must carry; for a permission set: where to use it."""
+    if request.kind == "sso_permission_set":
+        return " Open it from your AWS access portal (or `aws sso login`); it may take a minute to appear."
     if request.kind != "iam_role":
         return ""
     return (

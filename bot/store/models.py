@@ -39,9 +39,11 @@ class AccessRequest(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     requester_id: str = Field(max_length=32)
     resource: str = Field(max_length=64)
-    kind: str = Field(max_length=16)
+    kind: str = Field(max_length=32)
     target: str = Field(max_length=2048)
-    iam_user: str = Field(max_length=64)
+    # The principal the grant names: the IAM user's name and ARN, or for the Identity Center kinds
+    # (sso_permission_set, sso_group) the Identity Store user's UserName and UserId.
+    iam_user: str = Field(max_length=128)
     iam_user_arn: str = Field(max_length=2048)
     duration_seconds: int
     reason: str = Field(max_length=2000)

@@ -76,6 +76,8 @@ class FakeSlack:
         self.usergroups: dict[str, list[str]] = dict(usergroups or {})
         self.failures: dict[str, str] = {}  # method -> the `error` Slack answers it with
         self.held: dict[str, threading.Event] = {}  # method -> released when its calls may be answered
+        # apps.connections.open answers with the ws:// URL this returns (a FakeSocketMode's `url`); unset: an error.
+        self.socket_mode_url: Callable[[], str] | None = None
         self.calls: list[Call] = []
         # Called with each call as it is recorded, under the lock, so it sees calls in order.
         self.observer = observer
@@ -152,6 +154,10 @@ class FakeSlack:
             return {"ok": True, "view": {**view, "id": f"V0VIEW{next(self._views)}"}}
         if method == "conversations.open":
             return {"ok": True, "channel": {"id": "D" + str(args.get("users", "X"))[1:]}}
+        if method == "apps.connections.open":
+            if self.socket_mode_url is None:
+                return {"ok": False, "error": "socket_mode_not_enabled"}
+            return {"ok": True, "url": self.socket_mode_url()}
         return {"ok": True}
 
     def reset(self) -> None:

@@ -16,8 +16,9 @@ from bot.store.models import AccessRequest, Vote
 log = logging.getLogger("bot.workflow")
 
 SYSTEM = "accessbot"
-# Kinds whose AWS state several requests of one user can share: a group membership, a role's sessions.
-SHARED_STATE = frozenset({Kind.IAM_GROUP, Kind.IAM_ROLE})
+# Kinds whose AWS state several requests of one user can share: a group membership, a role's sessions,
+# an account assignment of a permission set.
+SHARED_STATE = frozenset({Kind.IAM_GROUP, Kind.IAM_ROLE, Kind.SSO_PERMISSION_SET, Kind.SSO_GROUP})
 # Actors who act through the operator CLI, not Slack: `cli:<login>`.
 OPERATOR_PREFIX = "cli:"
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from bot.catalog import GroupResource, KeyResource, RoleResource
+from bot.catalog import AnyResource
 from bot.domain import policy
 from bot.domain.audit import AuditAction
 from bot.domain.lifecycle import Status
@@ -16,7 +16,7 @@ from bot.store import queries
 from bot.store.models import AccessRequest
 from bot.workflow.context import Context
 
-Resource = GroupResource | RoleResource | KeyResource
+Resource = AnyResource
 
 
 def enforce_limits(session: Session, requester: str, item: Resource, now: datetime) -> None:

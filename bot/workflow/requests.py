@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from bot.catalog import GroupResource, KeyResource, RoleResource
+from bot.catalog import AnyResource
 from bot.domain import policy
 from bot.domain.audit import AuditAction
 from bot.domain.lifecycle import Status
@@ -26,7 +26,7 @@ from bot.workflow.grants import GrantService
 MAX_REASON = 500
 # Lines of /access pending: Slack folds an ephemeral message after about 50 lines; the rest is counted.
 WAITING_PAGE = 25
-Resource = GroupResource | RoleResource | KeyResource
+Resource = AnyResource
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,11 @@ class RequestService:
             known = ", ".join(self.requestable(requester)[:20]) or "nothing"
             raise UserError(f"Unknown resource '{checks.short(resource)}'. Available: {known}.", field="resource")
         wanted, reason = self._checked(item, resource, duration, reason, break_glass)
-        user = self.ctx.identity.resolve(requester)
-        if item.require_mfa and not self.ctx.identity.has_mfa(user):
+        # For the Identity Center kinds `user` is the Identity Store user (UserName, UserId): stored in the
+        # iam_user / iam_user_arn columns, which hold the principal a grant names, whichever kind it is.
+        user = self.ctx.identity.resolve(requester, item.kind)
+        # Identity Center enforces its own MFA at sign-in; the IAM MFA device check is for IAM users.
+        if item.require_mfa and not item.kind.identity_center and not self.ctx.identity.has_mfa(user):
             raise UserError(
                 f"{resource} requires MFA, and your IAM user '{user.name}' has no MFA device. "
                 "Register one (IAM console -> Security credentials -> Assign MFA device), then ask again."

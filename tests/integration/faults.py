@@ -47,8 +47,8 @@ class _Body:
 
 
 def error_response(service: str, url: str, *, code: str, status: int, message: str) -> AWSResponse:
-    """An error exactly as AWS sends it: XML for IAM (query protocol), JSON for KMS (json protocol)."""
-    if service == "kms":
+    """An error exactly as AWS sends it: XML for IAM (query protocol), JSON for KMS and Identity Center (json)."""
+    if service in ("kms", "sso-admin", "identitystore"):
         body = json.dumps({"__type": code, "message": message}).encode()
         headers = {"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": "fault-0001"}
     else:

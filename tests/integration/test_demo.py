@@ -18,6 +18,7 @@ AWS_LINES = {
     "iam_group": "[AWS] IAM group deploy-admins — members:",
     "iam_role": "[AWS] IAM user alice — inline policies:",
     "kms_key": "[AWS] KMS key alias/payments — grants:",
+    "sso_permission_set": "[AWS] Identity Center permission set ProdAdmin — assignments:",
 }
 
 
@@ -50,7 +51,7 @@ def test_demo_tells_the_whole_story_offline_in_under_a_minute(tmp_path: Path) ->
         assert states[1] != "(none)" and "alice" in states[1] + out, (kind, states)  # granted
         assert states[-1] == "(none)", (kind, states)  # taken away at expiry
     assert '"aws:CurrentTime"' in out and "accessbot-" in out
-    assert out.count("has ended (expired)") == 3
+    assert out.count("has ended (expired)") == 4
     assert list(tmp_path.iterdir()) == [], "the demo left files behind in the working directory"
 
 

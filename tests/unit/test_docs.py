@@ -12,7 +12,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_example_catalog_is_valid() -> None:
     catalog = load_catalog(ROOT / "catalog.example.yaml")
     assert {"deploy-admins", "prod-readonly", "payments-key"} <= set(catalog.resources)
-    assert {r.kind.value for r in catalog.resources.values()} == {"iam_group", "iam_role", "kms_key"}
+    assert {r.kind.value for r in catalog.resources.values()} == {
+        "iam_group",
+        "iam_role",
+        "kms_key",
+        "sso_permission_set",
+        "sso_group",
+    }
 
 
 def test_the_readme_documents_every_catalog_key() -> None:

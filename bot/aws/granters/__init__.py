@@ -4,6 +4,7 @@ from bot.aws.granters.base import PREFIX, Ended, Granter, GrantSpec, account_of,
 from bot.aws.granters.group import GroupGranter
 from bot.aws.granters.key import KEY_STATES, KeyGranter
 from bot.aws.granters.role import RoleGranter, managed_deny_arn, role_policy, session_deny
+from bot.aws.granters.sso import PermissionSetGranter, Polling, SsoGroupGranter
 
 __all__ = [
     "KEY_STATES",
@@ -13,7 +14,10 @@ __all__ = [
     "Granter",
     "GroupGranter",
     "KeyGranter",
+    "PermissionSetGranter",
+    "Polling",
     "RoleGranter",
+    "SsoGroupGranter",
     "account_of",
     "is_alias",
     "iso",

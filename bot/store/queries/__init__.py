@@ -14,6 +14,7 @@ from bot.store.queries.holding import (
     other_holders,
     others_may_hold,
 )
+from bot.store.queries.identity_center import Added, bot_sso_additions
 from bot.store.queries.requests import (
     Page,
     active_by_kind,
@@ -31,6 +32,7 @@ from bot.store.queries.requests import (
 )
 
 __all__ = [
+    "Added",
     "Page",
     "active_by_kind",
     "audit_events",
@@ -38,6 +40,7 @@ __all__ = [
     "auto_approved_since",
     "awaiting_decision",
     "bot_group_pairs",
+    "bot_sso_additions",
     "claim_due",
     "filed_from",
     "filed_since",
