@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,11 @@ from botocore.awsrequest import AWSResponse
 from bot.aws.granters import PermissionSetGranter, SsoGroupGranter
 from bot.catalog import Kind
 from bot.cli import main
+from bot.clock import utcnow
 from bot.reconcile import Reconciler
 from bot.slack.messages import ACTION_APPROVE
+from bot.store.db import session_scope
+from bot.store.models import AccessRequest
 from tests.conftest import Bot, wait_until
 from tests.integration.faults import _Body, inject
 from tests.integration.flows import approve, catalog_with, dm_containing, file_request
@@ -146,6 +150,37 @@ def test_a_permission_set_is_assigned_in_every_account_and_removed_at_expiry(
     dm_containing(slack, "U0ALICE", "You now have *prod-admin-sso*")
 
     sso_bot.wait_status(request_id, "expired", timeout=8)
+    assert center.assigned("alice.sso") == set()
+
+
+def test_a_grant_a_crash_left_half_done_is_finished_by_the_next_process_without_a_second_assignment(
+    make_bot: Callable[..., Bot], catalog_file: Path, center: Center
+) -> None:
+    catalog_file.write_text(catalog_with(SSO_RESOURCES))
+    first = make_bot()
+    request_id = file_request(first, "U0ALICE", "request prod-admin-sso 4s prod incident")
+    # The crash: approved and claimed, the intent recorded, one account assigned, then the process died.
+    first.runtime.workflow.decide(request_id=request_id, actor="U0BOB", approve=True)
+    with session_scope(first.runtime.workflow.engine) as session:
+        row = session.get(AccessRequest, request_id)
+        assert row is not None and row.status == "approved"
+        # What GrantService records in one transaction before its first AWS call.
+        row.grant_started_at, row.target_arn = utcnow(), center.permission_set_arn
+        row.expires_at = row.grant_started_at + timedelta(seconds=row.duration_seconds)
+    center.sso.create_account_assignment(
+        InstanceArn=center.instance_arn, TargetId=PROD, TargetType="AWS_ACCOUNT",
+        PermissionSetArn=center.permission_set_arn, PrincipalType="USER", PrincipalId=center.users["alice.sso"],
+    )  # fmt: skip
+    first.runtime.stop()
+
+    second = make_bot()
+    second.wait_status(request_id, "active", timeout=12)  # once the dead process's lease has run out
+    assert center.assigned("alice.sso") == {PROD, STAGING}
+    listed = center.sso.list_account_assignments(
+        InstanceArn=center.instance_arn, AccountId=PROD, PermissionSetArn=center.permission_set_arn
+    )["AccountAssignments"]
+    assert [a["PrincipalId"] for a in listed] == [center.users["alice.sso"]]  # not assigned twice
+    second.wait_status(request_id, "expired", timeout=10)
     assert center.assigned("alice.sso") == set()
 
 
