@@ -115,7 +115,9 @@ def test_three_replicas_revoke_each_due_grant_exactly_once_and_take_over_a_kille
         c.args.get("text", "").split("request #", 1)[1].split(")", 1)[0]
         for c in slack.find("chat.postMessage", lambda c: "has ended" in str(c.args.get("text", "")))
     )
-    assert ended == Counter({str(i): 1 for i in ids}), "one 'ended' message per grant"
+    # Only these 300: on a loaded machine the 100 KMS grants due later may already be ending too.
+    mine = Counter({request_id: n for request_id, n in ended.items() if int(request_id) in set(ids)})
+    assert mine == Counter({str(i): 1 for i in ids}), "one 'ended' message per grant"
 
     # -- a replica killed mid-sweep: its claimed rows are finished by another after the lease ---------------
     pids = {str(w.process.pid): w for w in replicas}
