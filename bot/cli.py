@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from bot import ops
-from bot.catalog import load_catalog
+from bot.catalog import Catalog, load_catalog
 from bot.config import Settings, load_settings
 from bot.demo import demo
 from bot.errors import ConfigError
@@ -71,6 +71,8 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
     if not aws:
         for name, resource in catalog.resources.items():
             print(f"ok   {name}: {resource.kind.value} {resource.target}")
+        for line in _ticket_lines(catalog):
+            print(line)
         print(f"{where}, no problems (AWS not checked)")
         return 0
 
@@ -93,12 +95,23 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
     )
     for result in results:
         print(result.line)
+    for line in _ticket_lines(catalog):
+        print(line)
     problems = sum(r.outcome is Outcome.PROBLEM for r in results)
     if problems:
         print(f"{where}: {problems} problem(s) in AWS account {account}")
         return 1
     print(f"{where}, no problems in AWS account {account}")
     return 0
+
+
+def _ticket_lines(catalog: Catalog) -> list[str]:
+    """One line per resource whose reason needs a ticket reference (validated when the catalog loaded)."""
+    return [
+        f"ok   {name}.reason_pattern: {r.reason_pattern}" + (f", linked to {r.ticket_url}" if r.ticket_url else "")
+        for name, r in catalog.resources.items()
+        if r.reason_pattern
+    ]
 
 
 def serve(settings: Settings) -> int:

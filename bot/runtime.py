@@ -77,7 +77,9 @@ class Runtime:
         center = identity_center(aws, catalog)
         granters = build_granters(aws, center)
         client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=10)
-        notifier = SlackNotifier(client, metrics)
+        notifier = SlackNotifier(
+            client, metrics, tickets=lambda request: catalog.ticket_of(request.resource, request.reason)
+        )
         directory = SlackDirectory(client, metrics)
         workflow = Workflow(
             engine=engine,

@@ -6,11 +6,14 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from bot.catalog.tickets import Ticket, check_pattern, check_ticket_url, find_ticket
 from bot.durations import parse_duration
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+ReasonPattern = Annotated[str, AfterValidator(check_pattern)]
+TicketUrl = Annotated[str, Field(max_length=1000), AfterValidator(check_ticket_url)]
 SlackUserId = Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,}$")]
 ChannelId = Annotated[str, Field(pattern=r"^[CG][A-Z0-9]{2,}$")]
 ResourceName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
@@ -100,6 +103,13 @@ class Settings(BaseModel):
     audit_channel: ChannelId | None = None
     rate_limit: RateLimit = RateLimit(requests=10, per=timedelta(hours=1))
     max_open_requests: int = Field(default=5, ge=1, le=1000)
+    # A regex the reason must contain (a ticket reference), and a link to that ticket; null turns a default off.
+    reason_pattern: ReasonPattern | None = None
+    ticket_url: TicketUrl | None = None
+
+    def ticket_in(self, reason: str) -> Ticket | None:
+        """The ticket reference `reason` holds (linked where `ticket_url` is set), or None."""
+        return find_ticket(self.reason_pattern, reason, self.ticket_url) if self.reason_pattern else None
 
     @property
     def auto_approve_max(self) -> timedelta | None:
@@ -120,6 +130,8 @@ class ResourceBase(Settings):
             raise ValueError("approval_channel: missing (set it on the resource or under defaults)")
         if not self.approvers:
             raise ValueError("approvers: missing (list approver groups or Slack IDs)")
+        if self.ticket_url is not None and self.reason_pattern is None:
+            raise ValueError("ticket_url: needs a reason_pattern, which finds the {ticket} in the reason")
         return self
 
 
@@ -271,6 +283,11 @@ class Catalog(BaseModel):
         resource = self.resources[name]
         refs = resource.approvers + (resource.escalate_to if escalated else ())
         return self._flatten(refs)
+
+    def ticket_of(self, name: str, reason: str) -> Ticket | None:
+        """The ticket reference in a request's reason, as the resource's current settings find and link it."""
+        resource = self.resources.get(name)
+        return resource.ticket_in(reason) if resource is not None else None
 
     def requesters_of(self, name: str) -> frozenset[str] | None:
         """Slack user and user-group IDs that may request the resource, or None for everyone."""

@@ -59,6 +59,8 @@ resources:
     role_arn: arn:aws:iam::{ACCOUNT}:role/prod-readonly
     description: Read-only access to production
     approvers: [platform]
+    reason_pattern: 'INC-[0-9]+'   # the reason must name the incident; the approvers get a link to it
+    ticket_url: https://tickets.example.com/browse/{{ticket}}
   payments-key:
     kind: kms_key
     key_id: alias/payments
@@ -261,8 +263,10 @@ class Story:
         group_id = self.click(BOB, group, "Approve", until="active")
         self.show_aws("iam_group", expect=True)
 
-        self.step(f"Alice asks to assume the IAM role prod-readonly for {GRANT}; Bob approves")
-        role = self.command(ALICE, f"request prod-readonly {GRANT} read the incident logs")
+        self.step("Alice asks for the IAM role prod-readonly without naming the incident: it needs a ticket")
+        self.refused(ALICE, f"request prod-readonly {GRANT} read the incident logs")
+        self.step(f"Alice asks again for prod-readonly for {GRANT}, naming incident INC-4411; Bob approves")
+        role = self.command(ALICE, f"request prod-readonly {GRANT} read the incident logs for INC-4411")
         role_id = self.click(BOB, role, "Approve", until="active")
         self.show_aws("iam_role", expect=True)
 
@@ -312,6 +316,15 @@ class Story:
             raise DemoFailed(f"{typed}: nothing was stored")
         self.settle()
         return Filed(posted, newest[0].id)
+
+    def refused(self, who: Person, text: str) -> None:
+        """`/access <text>` as `who` in #general, answered at once with a refusal: nothing is filed."""
+        self.out(f"  @{who.name} in #general types:  /access {text}")
+        answer = self.sender.command(who.user_id, text, channel=GENERAL)
+        reply = reply_of(answer.text)
+        self.slack.show_reply(who.user_id, GENERAL, reply)
+        if answer.status_code != 200 or str(reply.get("text", "")).startswith("Filing"):
+            raise DemoFailed(f"/access {text}: expected a refusal, the bot answered {reply.get('text')!r}")
 
     def click(
         self, who: Person, filed: Filed, label: str, *, until: str | None = None, form: dict[str, str] | None = None

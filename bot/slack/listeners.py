@@ -264,6 +264,8 @@ def _catalog(workflow: Workflow, user: str) -> str:
     for name in workflow.requestable(user):
         item = workflow.catalog.resources[name]
         extras = " · break-glass" if item.break_glass else ""
+        if item.reason_pattern:
+            extras += f" · the reason needs a ticket (`{messages.escape(item.reason_pattern)}`)"
         lines.append(
             f"• *{name}* ({item.kind.value}) — {item.description or item.target}; up to "
             f"{format_duration(item.max_duration)}, {item.approvals_required} approval(s){extras}"

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.catalog.tickets import Ticket
 from bot.domain.lifecycle import Status
 from bot.durations import format_duration
 from bot.store.models import AccessRequest, Vote
@@ -69,10 +70,10 @@ def _is_extension(request: AccessRequest) -> bool:
     return request.extension_round > 0 and request.status == Status.ACTIVE
 
 
-def approval_blocks(request: AccessRequest, votes: list[Vote]) -> Blocks:
-    """The approval message: who wants what and why, progress, and the buttons while a decision is open."""
+def approval_blocks(request: AccessRequest, votes: list[Vote], ticket: Ticket | None = None) -> Blocks:
+    """The approval message: who wants what and why (its ticket linked), progress, and the buttons while open."""
     blocks: Blocks = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": _headline(request)}, "fields": _fields(request)},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _headline(request)}, "fields": _fields(request, ticket)},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": progress(request, votes)}]},
     ]
     buttons = []
@@ -93,9 +94,15 @@ def deciding(request: AccessRequest) -> bool:
     return _is_extension(request) and request.extension_seconds is not None and request.extension_approved_at is None
 
 
-def approval_text(request: AccessRequest, votes: list[Vote]) -> str:
+def approval_text(request: AccessRequest, votes: list[Vote], ticket: Ticket | None = None) -> str:
     """The plain-text fallback of the approval message (notifications, screen readers)."""
-    return f"Access request #{request.id} for {request.resource}: {progress(request, votes)}"
+    about = f" ({ticket_link(ticket)})" if ticket else ""
+    return f"Access request #{request.id} for {request.resource}{about}: {progress(request, votes)}"
+
+
+def ticket_link(ticket: Ticket) -> str:
+    """The ticket reference, as a Slack link where the resource has a `ticket_url`."""
+    return f"<{escape(ticket.url)}|{escape(ticket.reference)}>" if ticket.url else f"`{escape(ticket.reference)}`"
 
 
 def _headline(request: AccessRequest) -> str:
@@ -121,11 +128,14 @@ def _headline(request: AccessRequest) -> str:
     )
 
 
-def _fields(request: AccessRequest) -> list[dict[str, str]]:
-    return [
+def _fields(request: AccessRequest, ticket: Ticket | None) -> list[dict[str, str]]:
+    fields = [
         {"type": "mrkdwn", "text": f"*Reason*\n{escape(request.reason)}"},
         {"type": "mrkdwn", "text": f"*{principal_label(request)}*\n{request.iam_user}"},
     ]
+    if ticket:
+        fields.insert(1, {"type": "mrkdwn", "text": f"*Ticket*\n{ticket_link(ticket)}"})
+    return fields
 
 
 def progress(request: AccessRequest, votes: list[Vote]) -> str:
@@ -276,7 +286,8 @@ HELP = """*accessbot* gives you time-limited AWS access after an approval.
 • `/access extend <id> <duration>` — ask for more time on an active grant
 • `/access catalog` — what you may request
 • `/access breakglass <resource> <duration> <reason…>` — emergency access without waiting (where allowed)
-Durations look like `90s`, `45m`, `2h`, `1d` or `1h30m`. Request IDs are shown as `#<id>`."""
+Durations look like `90s`, `45m`, `2h`, `1d` or `1h30m`. Request IDs are shown as `#<id>`.
+Some resources need a ticket reference in the reason (e.g. `OPS-123`); `/access catalog` shows which."""
 
 
 AUDIT_LINES = {

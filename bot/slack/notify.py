@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.catalog.tickets import Ticket
 from bot.errors import UserError
 from bot.metrics import Metrics
 from bot.slack import messages
@@ -28,18 +29,23 @@ GROUP_STALE_SECONDS = 600.0
 class SlackNotifier:
     """Implements workflow.Notifier with the Web API; a failed post is logged, never fatal."""
 
-    def __init__(self, client: WebClient, metrics: Metrics) -> None:
+    def __init__(
+        self, client: WebClient, metrics: Metrics, tickets: Callable[[AccessRequest], Ticket | None] | None = None
+    ) -> None:
         self._client = client
         self._metrics = metrics
+        # The ticket in a request's reason, found and linked by the catalog when the message is rendered.
+        self._tickets = tickets or (lambda request: None)
 
     def request_filed(self, request: AccessRequest, votes: list[Vote]) -> tuple[str, str] | None:
         """Post the approval message to the resource's approval channel."""
+        ticket = self._tickets(request)
         answer = self._call(
             "chat_postMessage",
             about=request.id,
             channel=request.approval_channel,
-            text=messages.approval_text(request, votes),
-            blocks=messages.approval_blocks(request, votes),
+            text=messages.approval_text(request, votes, ticket),
+            blocks=messages.approval_blocks(request, votes, ticket),
         )
         if answer is None:
             return None
@@ -49,13 +55,14 @@ class SlackNotifier:
         """Update the approval message in place; it loses its buttons once decided."""
         if not (request.approval_channel and request.approval_ts):
             return
+        ticket = self._tickets(request)
         self._call(
             "chat_update",
             about=request.id,
             channel=request.approval_channel,
             ts=request.approval_ts,
-            text=messages.approval_text(request, votes),
-            blocks=messages.approval_blocks(request, votes),
+            text=messages.approval_text(request, votes, ticket),
+            blocks=messages.approval_blocks(request, votes, ticket),
         )
 
     def tell_requester(self, request: AccessRequest, event: str, note: str | None = None) -> None:

@@ -74,9 +74,18 @@ def request_view(catalog: Catalog, names: list[str]) -> View:
         [
             _input("resource", "Resource", {"type": "static_select", "options": options}),
             _input("duration", "Duration", _text(initial=default, max_length=20), "e.g. 30m, 2h, 1h30m"),
-            _input("reason", "Reason", _text(multiline=True)),
+            _input("reason", "Reason", _text(multiline=True), _ticket_hint(catalog, names)),
         ],
     )
+
+
+def _ticket_hint(catalog: Catalog, names: list[str]) -> str | None:
+    """Which of the resources offered need a ticket reference in the reason, and in what form."""
+    ticketed = [f"{n}: {catalog.resources[n].reason_pattern}" for n in names if catalog.resources[n].reason_pattern]
+    if not ticketed:
+        return None
+    hint = "Include a ticket reference for " + "; ".join(ticketed)
+    return hint if len(hint) <= 300 else hint[:299] + "…"  # Slack allows 2000; a hint stays a hint
 
 
 def values(view: dict[str, Any]) -> dict[str, str]:

@@ -68,6 +68,20 @@ def requested_duration(
     return wanted
 
 
+def require_ticket(item: Resource, resource: str, reason: str) -> None:
+    """Refuse a reason without the ticket reference the resource's `reason_pattern` asks for."""
+    if item.reason_pattern is None or item.ticket_in(reason) is not None:
+        return
+    # Slack reads &, < and > as markup even inside backticks.
+    pattern = item.reason_pattern.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # Short enough for a form's field error (Slack shows 300 characters); the same words answer the command.
+    raise UserError(
+        f"{resource} needs a ticket reference in the reason: text matching `{pattern}`. "
+        "Yours has none; add the ticket to your reason and ask again.",
+        field="reason",
+    )
+
+
 def record_vote(session: Session, request: AccessRequest, actor: str, approved_by: list[str], now: datetime) -> None:
     """Audit a vote that did not yet reach the quorum (on a request or on its extension)."""
     queries.record_audit(

@@ -97,6 +97,8 @@ class RequestService:
             raise UserError("Say why you need access: /access request <resource> <duration> <reason>.", field="reason")
         if len(reason) > MAX_REASON:
             raise UserError(f"The reason is {len(reason)} characters long; keep it under {MAX_REASON}.", field="reason")
+        # After the length check: it bounds the regex search (Python's re has no timeout).
+        checks.require_ticket(item, resource, reason)
         if break_glass and not item.break_glass:
             raise UserError(f"{resource} does not allow break-glass access; use /access request.", field="resource")
         return wanted, reason
