@@ -133,6 +133,7 @@ def show(engine: Engine, request_id: int) -> int:
         ("request", f"#{request.id} {request.status}"),
         ("resource", f"{request.resource} ({request.kind} {request.target})"),
         ("requester", f"{request.requester_id} as IAM user {request.iam_user}"),
+        *([("filed by", f"{request.filed_by} on the requester's behalf")] if request.filed_by else []),
         ("duration", format_duration(timedelta(seconds=request.duration_seconds))),
         ("reason", request.reason),
         ("approved by", approved_by(request)),

@@ -112,7 +112,7 @@ def _validate_resource(merged: dict[str, Any], path: str, problems: list[str]) -
 def _check_approvers(resource: ResourceBase, path: str, groups: dict[str, tuple[str, ...]]) -> list[str]:
     problems = []
     ids: set[str] = set()
-    for key in ("approvers", "escalate_to", "requesters"):
+    for key in ("approvers", "escalate_to", "requesters", "delegates"):
         for ref in getattr(resource, key):
             if ref in groups:
                 found = set(groups[ref])

@@ -92,6 +92,8 @@ class Settings(BaseModel):
     warn_before: Duration = timedelta(minutes=10)
     description: str = Field(default="", max_length=300)
     requesters: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")], ...] = ()
+    # Who may file on someone's behalf (`for=@someone`) besides the approvers: groups or Slack IDs.
+    delegates: tuple[ApproverRef, ...] = ()
     max_extensions: int = Field(default=2, ge=0, le=20)
     auto_approve: bool | AutoApprove = False
     auto_approve_limit: int = Field(default=3, ge=0, le=1000)
@@ -293,6 +295,10 @@ class Catalog(BaseModel):
         """Slack user and user-group IDs that may request the resource, or None for everyone."""
         refs = self.resources[name].requesters
         return self._flatten(refs) if refs else None
+
+    def delegates_of(self, name: str) -> frozenset[str]:
+        """Slack user and user-group IDs that may file the resource on someone's behalf, besides its approvers."""
+        return self._flatten(self.resources[name].delegates)
 
     def _flatten(self, refs: tuple[str, ...]) -> frozenset[str]:
         found: set[str] = set()

@@ -19,6 +19,11 @@ class Reason(StrEnum):
     ALREADY_VOTED = "already_voted"
     NOT_THE_REQUESTER = "not_the_requester"
     WRONG_STATE = "wrong_state"
+    # On someone's behalf: the filer is neither an approver nor a delegate; the beneficiary may not request
+    # the resource; the filer may not decide what they filed.
+    NOT_A_DELEGATE = "not_a_delegate"
+    BENEFICIARY_NOT_A_REQUESTER = "beneficiary_not_a_requester"
+    FILED_IT = "filed_it"
 
 
 @dataclass(frozen=True)
@@ -44,9 +49,13 @@ def may_decide(
     allow_self_approval: bool,
     status: Status,
     voted: Collection[str] = (),
+    filed_by: str | None = None,
 ) -> Decision:
-    """May `actor` approve or deny this request now?"""
-    if actor == requester and not allow_self_approval:
+    """May `actor` approve or deny this request now? Neither side of a request filed on someone's behalf may."""
+    if filed_by is not None and actor == filed_by:
+        return Decision(Reason.FILED_IT)
+    # allow_self_approval is about one's own request: one filed for you by someone else is never yours to decide.
+    if actor == requester and (filed_by is not None or not allow_self_approval):
         return Decision(Reason.SELF_APPROVAL)
     if actor not in approvers:
         return Decision(Reason.NOT_AN_APPROVER)
@@ -57,9 +66,20 @@ def may_decide(
     return ALLOW
 
 
-def may_cancel(*, actor: str, requester: str, status: Status) -> Decision:
-    """May `actor` withdraw this request?"""
-    if actor != requester:
+def may_file_for(
+    *, filer: str, approvers: Collection[str], delegates: Collection[str], beneficiary_may_request: bool
+) -> Decision:
+    """May `filer` file a request on someone else's behalf? Its approvers and delegates may, for a requester."""
+    if filer not in approvers and filer not in delegates:
+        return Decision(Reason.NOT_A_DELEGATE)
+    if not beneficiary_may_request:
+        return Decision(Reason.BENEFICIARY_NOT_A_REQUESTER)
+    return ALLOW
+
+
+def may_cancel(*, actor: str, requester: str, status: Status, filed_by: str | None = None) -> Decision:
+    """May `actor` withdraw this request? Its requester, or whoever filed it on their behalf."""
+    if actor != requester and actor != filed_by:
         return Decision(Reason.NOT_THE_REQUESTER)
     if status is not Status.PENDING:
         return Decision(Reason.WRONG_STATE)

@@ -9,7 +9,9 @@ from bot.errors import UserError
 
 MAX_TEXT = 3000
 MAX_ID = 2**31 - 1  # request IDs are a 32-bit INTEGER column; a larger one would make PostgreSQL raise
-USAGE_REQUEST = "/access request <resource> <duration> <reason…>  e.g. /access request deploy-admins 1h hotfix"
+USAGE_REQUEST = (
+    "/access request <resource> <duration> [for=@someone] <reason…>  e.g. /access request deploy-admins 1h hotfix"
+)
 USAGE_BREAKGLASS = "/access breakglass <resource> <duration> <reason…> (the reason is mandatory)"
 
 
@@ -31,6 +33,8 @@ class Request:
     duration: str
     reason: str
     break_glass: bool = False
+    # The beneficiary's Slack user ID when filed on someone's behalf (`for=@someone`); None: for the filer.
+    on_behalf_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,10 @@ class Extend:
 
 
 Command = Help | OpenForm | Request | Mine | Pending | ShowCatalog | Cancel | Revoke | Extend
+# `key=value` tokens right after the duration; `for=` names the beneficiary. Another key joins _OPTIONS.
+_OPTION = re.compile(r"([A-Za-z][A-Za-z_]{0,19})=(.*)")
+_OPTIONS = ("for",)
+_MENTION = re.compile(r"<@([UW][A-Z0-9]{2,20})(?:\|[^<>]{0,80})?>")
 _SIMPLE: dict[str, Command] = {"help": Help(), "list": Mine(), "pending": Pending(), "catalog": ShowCatalog()}
 
 
@@ -91,8 +99,7 @@ def parse_command(text: str) -> Command:
     if verb in ("request", "breakglass"):
         if len(words) < 4:
             raise UserError(f"Usage: {USAGE_REQUEST if verb == 'request' else USAGE_BREAKGLASS}")
-        reason = text.split(None, 3)[3]
-        return Request(resource=words[1].lower(), duration=words[2], reason=reason, break_glass=verb == "breakglass")
+        return _request(text, words, break_glass=verb == "breakglass")
     if verb in ("cancel", "revoke"):
         if len(words) != 2:
             raise UserError(f"Usage: /access {verb} <id>  e.g. /access {verb} #12")
@@ -105,6 +112,49 @@ def parse_command(text: str) -> Command:
     if verb in _SIMPLE:
         raise UserError(f"/access {verb} takes no arguments.")
     raise UserError(f"Unknown command '{_short(words[0])}'. Try /access help.")
+
+
+def _request(text: str, words: list[str], *, break_glass: bool) -> Request:
+    """`request <resource> <duration> [key=value…] <reason…>`: options sit between the duration and the reason."""
+    options: dict[str, str] = {}
+    for word in words[3:]:
+        match = _OPTION.fullmatch(word)
+        if match is None:
+            break
+        key, value = match.group(1).lower(), match.group(2)
+        if key not in _OPTIONS:
+            known = ", ".join(f"{k}=" for k in _OPTIONS)
+            raise UserError(f"Unknown option '{_short(key)}='; the options are {known}. Usage: {USAGE_REQUEST}")
+        if key in options:
+            raise UserError(f"{key}= is given twice; give it once.")
+        options[key] = value
+    usage = USAGE_BREAKGLASS if break_glass else USAGE_REQUEST
+    skip = 3 + len(options)
+    if len(words) <= skip:
+        raise UserError(f"Say why you need access. Usage: {usage}")
+    beneficiary = None
+    if "for" in options:
+        if break_glass:
+            raise UserError("Break-glass access cannot be taken on someone's behalf; they must use it themselves.")
+        beneficiary = parse_user_mention(options["for"])
+    return Request(
+        resource=words[1].lower(),
+        duration=words[2],
+        reason=text.split(None, skip)[skip],
+        break_glass=break_glass,
+        on_behalf_of=beneficiary,
+    )
+
+
+def parse_user_mention(text: str) -> str:
+    """A Slack user ID from a mention: `<@U123>` or the escaped form `<@U123|name>`."""
+    match = _MENTION.fullmatch(text)
+    if match is None:
+        raise UserError(
+            f"for= needs a person mentioned with @ (e.g. for=@alice, which Slack sends as <@U…>); "
+            f"'{_short(text)}' is not a mention."
+        )
+    return match.group(1)
 
 
 def parse_request_id(text: str) -> int:

@@ -159,7 +159,8 @@ def _file(
 ) -> Said:
     """File the request (once per Slack submission), announce it, and say what happened."""
     filed = workflow.submit(
-        requester=user,
+        requester=wanted.on_behalf_of or user,
+        filed_by=user if wanted.on_behalf_of else None,
         resource=wanted.resource,
         duration=wanted.duration or None,
         reason=wanted.reason,
@@ -252,9 +253,11 @@ def _filed(request: Any) -> str:
     if request.break_glass:
         return f"Break-glass #{request.id}: *{request.resource}* is being granted now; the approvers are told."
     if request.auto_approved:
-        return f"Request #{request.id} for *{request.resource}* is auto-approved; granting it now."
+        beneficiary = f" for <@{request.requester_id}>" if request.filed_by else ""
+        return f"Request #{request.id} for *{request.resource}*{beneficiary} is auto-approved; granting it now."
+    beneficiary = f" for <@{request.requester_id}>" if request.filed_by else ""
     return (
-        f"Request #{request.id} for *{request.resource}* ({messages.duration_of(request)}) "
+        f"Request #{request.id} for *{request.resource}* ({messages.duration_of(request)}){beneficiary} "
         f"is waiting for approval in <#{request.approval_channel}>."
     )
 

@@ -97,6 +97,8 @@ def deciding(request: AccessRequest) -> bool:
 def approval_text(request: AccessRequest, votes: list[Vote], ticket: Ticket | None = None) -> str:
     """The plain-text fallback of the approval message (notifications, screen readers)."""
     about = f" ({ticket_link(ticket)})" if ticket else ""
+    if request.filed_by:
+        about += f" for {mention(request.requester_id)}, filed by {mention(request.filed_by)}"
     return f"Access request #{request.id} for {request.resource}{about}: {progress(request, votes)}"
 
 
@@ -107,6 +109,8 @@ def ticket_link(ticket: Ticket) -> str:
 
 def _headline(request: AccessRequest) -> str:
     who = mention(request.requester_id)
+    if request.filed_by:
+        who += f" (filed by {mention(request.filed_by)})"
     if _is_extension(request):
         more = (
             f"*{format_duration(timedelta(seconds=request.extension_seconds))}* more"
@@ -121,6 +125,12 @@ def _headline(request: AccessRequest) -> str:
         return (
             f":rotating_light: *BREAK-GLASS access #{request.id}*\n{who} activated *{request.resource}* "
             f"for *{duration_of(request)}* without waiting for approval."
+        )
+    if request.filed_by:
+        return (
+            f"*Access request #{request.id}* for {mention(request.requester_id)}, filed by "
+            f"{mention(request.filed_by)}\n*{request.resource}* (`{request.kind}` {request.target}) "
+            f"for *{duration_of(request)}*."
         )
     return (
         f"*Access request #{request.id}*\n{who} asks for *{request.resource}* "
@@ -178,9 +188,16 @@ def _because(reason: str | None) -> str:
 def requester_text(request: AccessRequest, event: str, note: str | None = None) -> str:
     """The DM the requester gets at each step (an operator's note, such as a revoke reason, appended)."""
     text = _requester_text(request, event)
+    if request.filed_by and event in ("filed", "approved"):
+        text += f" {mention(request.filed_by)} filed it for you."
     if event == "ended" and request.status == Status.REVOKED and request.ended_by:
         text = text.removesuffix(".") + f" by {mention(request.ended_by)}."
     return f"{text} Reason: {escape(note)}" if note else text
+
+
+def filer_copy(request: AccessRequest, text: str) -> str:
+    """The copy of a requester's DM sent to whoever filed the request on their behalf."""
+    return f"About the request you filed for {mention(request.requester_id)}, who was told: {text}"
 
 
 def _requester_text(request: AccessRequest, event: str) -> str:
@@ -279,6 +296,7 @@ def escape(text: str) -> str:
 HELP = """*accessbot* gives you time-limited AWS access after an approval.
 • `/access` or `/access request` — open a form to ask for access
 • `/access request <resource> <duration> <reason…>` — e.g. `/access request deploy-admins 1h deploy fix`
+• `/access request <resource> <duration> for=@someone <reason…>` — for a teammate (approvers, delegates)
 • `/access list` — your requests and grants, with time left
 • `/access pending` — requests waiting for your approval
 • `/access cancel <id>` — withdraw a pending request
@@ -320,4 +338,6 @@ def audit_line(request: AccessRequest, event: str, note: str | None = None) -> s
     )
     if note and event == "revoked":
         line += f" Reason: {escape(note)}"
+    if request.filed_by:
+        line += f" (Filed by {mention(request.filed_by)} for {mention(request.requester_id)}.)"
     return line

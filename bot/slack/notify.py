@@ -66,13 +66,15 @@ class SlackNotifier:
         )
 
     def tell_requester(self, request: AccessRequest, event: str, note: str | None = None) -> None:
-        """DM the requester (with buttons where the step has any)."""
+        """DM the requester (with buttons where the step has any), and a copy to whoever filed it for them."""
         blocks = messages.requester_blocks(request, event)
         text = messages.requester_text(request, event, note)
         if blocks:
             self._call("chat_postMessage", about=request.id, channel=request.requester_id, text=text, blocks=blocks)
         else:
             self.direct(request.requester_id, text, request.id)
+        if request.filed_by:
+            self.direct(request.filed_by, messages.filer_copy(request, text), request.id)
 
     def revoked_early(self, request: AccessRequest) -> None:
         """Say under the approval message who ended the grant early."""

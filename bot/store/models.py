@@ -27,6 +27,8 @@ class AccessRequest(SQLModel, table=True):
         Index("ix_access_requests_requester_recent", "requester_id", "id"),
         Index("ix_access_requests_holder", "iam_user", "target", "status"),
         Index("ux_access_requests_submission", "submission", unique=True),
+        # What a person filed on others' behalf lately (their own rate limit as a filer).
+        Index("ix_access_requests_filed_by", "filed_by", "created_at"),
         Index(
             "ix_access_requests_awaiting_decision",
             "resource",
@@ -37,7 +39,10 @@ class AccessRequest(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    # The beneficiary: the person who gets the access (identity, limits, lists and DMs all key on them).
     requester_id: str = Field(max_length=32)
+    # Who filed it when that is not the beneficiary (`for=@someone`); NULL for a request filed by its requester.
+    filed_by: str | None = Field(default=None, max_length=32)
     resource: str = Field(max_length=64)
     kind: str = Field(max_length=32)
     target: str = Field(max_length=2048)

@@ -19,18 +19,29 @@ from bot.workflow.context import Context
 Resource = AnyResource
 
 
-def enforce_limits(session: Session, requester: str, item: Resource, now: datetime) -> None:
-    """Per-user rate limit and cap on open requests (checked in the inserting transaction)."""
+def enforce_limits(
+    session: Session, requester: str, item: Resource, now: datetime, *, filed_by: str | None = None
+) -> None:
+    """Per-user rate limit and cap on open requests (checked in the inserting transaction).
+
+    On someone's behalf the beneficiary's limits apply, and the filer's rate limit counts what they filed
+    for others: an approver or delegate cannot flood the approvers by filing for many people.
+    """
     limit = item.rate_limit
-    if queries.filed_since(requester, now - limit.per, session=session) >= limit.requests:
+    since = now - limit.per
+    who, has = ("You", "You already have") if filed_by is None else (f"<@{requester}>", f"<@{requester}> already has")
+    if queries.filed_since(requester, since, session=session) >= limit.requests:
         raise UserError(
-            f"You filed {limit.requests} requests in the last {format_duration(limit.per)}, the most allowed; "
+            f"{who} filed {limit.requests} requests in the last {format_duration(limit.per)}, the most allowed; "
             "try again later."
         )
-    if queries.open_count(requester, session=session) >= item.max_open_requests:
+    if filed_by is not None and queries.filed_for_others_since(filed_by, since, session=session) >= limit.requests:
         raise UserError(
-            f"You already have {item.max_open_requests} open requests; cancel or finish one first (/access list)."
+            f"You filed {limit.requests} requests on others' behalf in the last {format_duration(limit.per)}, "
+            "the most allowed; try again later."
         )
+    if queries.open_count(requester, session=session) >= item.max_open_requests:
+        raise UserError(f"{has} {item.max_open_requests} open requests; cancel or finish one first (/access list).")
 
 
 def may_request(ctx: Context, user: str, resource: str) -> bool:
@@ -108,13 +119,16 @@ def refusal(decision: policy.Decision, request: AccessRequest, verb: str = "deci
     reason = policy.Reason
     state = request.status.replace("_", " ")
     messages = {
-        reason.SELF_APPROVAL: f"You cannot approve or deny your own request #{request.id}.",
+        reason.SELF_APPROVAL: f"You cannot approve or deny your own request #{request.id}"
+        + (f" (filed for you by <@{request.filed_by}>)." if request.filed_by else "."),
         reason.NOT_AN_APPROVER: f"Only the approvers of {request.resource} can {verb} request #{request.id}.",
         reason.ALREADY_DECIDED: f"Request #{request.id} is already {state}"
         + (" (by {people})." if request.decided_by else "."),
         reason.ALREADY_VOTED: f"You already voted on request #{request.id}; it needs "
         f"{request.approvals_required} distinct approvers.",
         reason.NOT_THE_REQUESTER: f"Only the requester can {verb} request #{request.id}.",
+        reason.FILED_IT: f"You filed request #{request.id} on <@{request.requester_id}>'s behalf, so you cannot "
+        "approve or deny it; another approver must.",
         reason.WRONG_STATE: f"Request #{request.id} is {state}, so it cannot be {verb}led now."
         if verb == "cancel"
         else f"Request #{request.id} is {state}; nothing to {verb}.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -71,16 +72,19 @@ class RequestService:
         reason: str,
         break_glass: bool = False,
         submission: str | None = None,
+        filed_by: str | None = None,
     ) -> Filed:
         """Validate and store a new request; raise UserError (naming the field) for any bad input.
 
+        `requester` gets the access; `filed_by` is whoever filed it on their behalf (None: the requester did).
         `submission` identifies the Slack submission it came from: a retry of it, or a second click on the
         same form, returns the request the first one filed (`new` false) instead of filing another.
         """
         if submission is not None and (earlier := self.filed_from(submission)) is not None:
             return Filed(earlier, new=False)
         try:
-            return Filed(self._file(requester, resource, duration, reason, break_glass, submission), new=True)
+            filer = filed_by if filed_by != requester else None  # `for=` oneself is an ordinary request
+            return Filed(self._file(requester, resource, duration, reason, break_glass, submission, filer), new=True)
         except IntegrityError:
             # Two deliveries of one submission raced past the check above; the unique index kept one.
             earlier = self.filed_from(submission) if submission is not None else None
@@ -111,26 +115,31 @@ class RequestService:
         reason: str,
         break_glass: bool,
         submission: str | None,
+        filed_by: str | None = None,
     ) -> AccessRequest:
         item = self.ctx.catalog.resource(resource)
-        if item is None or not checks.may_request(self.ctx, requester, resource):
-            known = ", ".join(self.requestable(requester)[:20]) or "nothing"
-            raise UserError(f"Unknown resource '{checks.short(resource)}'. Available: {known}.", field="resource")
+        if filed_by is not None:
+            self._ensure_may_file_for(filed_by, requester, resource)
+        elif item is None or not checks.may_request(self.ctx, requester, resource):
+            self._unknown(requester, resource)
+        assert item is not None  # _ensure_may_file_for and _unknown raise for an unknown resource
         wanted, reason = self._checked(item, resource, duration, reason, break_glass)
         # For the Identity Center kinds `user` is the Identity Store user (UserName, UserId): stored in the
         # iam_user / iam_user_arn columns, which hold the principal a grant names, whichever kind it is.
         user = self.ctx.identity.resolve(requester, item.kind)
         # Identity Center enforces its own MFA at sign-in; the IAM MFA device check is for IAM users.
         if item.require_mfa and not item.kind.identity_center and not self.ctx.identity.has_mfa(user):
+            whose, one = ("your", "one") if filed_by is None else (f"<@{requester}>'s", "one (they can)")
             raise UserError(
-                f"{resource} requires MFA, and your IAM user '{user.name}' has no MFA device. "
-                "Register one (IAM console -> Security credentials -> Assign MFA device), then ask again."
+                f"{resource} requires MFA, and {whose} IAM user '{user.name}' has no MFA device. "
+                f"Register {one} (IAM console -> Security credentials -> Assign MFA device), then ask again."
             )
         now = self.ctx.clock()
         with session_scope(self.ctx.engine) as session:
-            checks.enforce_limits(session, requester, item, now)
+            checks.enforce_limits(session, requester, item, now, filed_by=filed_by)
             request = AccessRequest(
                 requester_id=requester,
+                filed_by=filed_by,
                 resource=resource,
                 kind=item.kind.value,
                 target=item.target,
@@ -147,9 +156,11 @@ class RequestService:
             )
             session.add(request)
             session.flush()
+            # The actor is who filed it; `for` names the beneficiary when that is someone else.
+            on_behalf: dict[str, Any] = {"for": requester} if filed_by is not None else {}
             queries.record_audit(
                 session=session,
-                actor=requester,
+                actor=filed_by or requester,
                 action=AuditAction.SUBMITTED,
                 request_id=request.id,
                 to_status=Status.PENDING,
@@ -159,6 +170,7 @@ class RequestService:
                 reason=reason,
                 iam_user=user.name,
                 break_glass=break_glass,
+                **on_behalf,
             )
             if break_glass:
                 request.break_glass = True
@@ -246,6 +258,7 @@ class RequestService:
             allow_self_approval=bool(item and item.allow_self_approval),
             status=Status.PENDING if checks.extending(request) else Status(request.status),
             voted={v.approver_id for v in votes},
+            filed_by=request.filed_by,
         )
         if not decision.allowed:
             raise UserError(checks.refusal(decision, request), people=checks.deciders(request))
@@ -279,7 +292,9 @@ class RequestService:
         now = self.ctx.clock()
         with session_scope(self.ctx.engine) as session:
             request = self.ctx.locked(request_id, session)
-            decision = policy.may_cancel(actor=actor, requester=request.requester_id, status=Status(request.status))
+            decision = policy.may_cancel(
+                actor=actor, requester=request.requester_id, status=Status(request.status), filed_by=request.filed_by
+            )
             if not decision.allowed:
                 raise UserError(checks.refusal(decision, request, verb="cancel"), people=checks.deciders(request))
             self.ctx.move(session, request, Status.CANCELLED, actor, now)
@@ -349,6 +364,32 @@ class RequestService:
         return found
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _unknown(self, user: str, resource: str) -> None:
+        known = ", ".join(self.requestable(user)[:20]) or "nothing"
+        raise UserError(f"Unknown resource '{checks.short(resource)}'. Available: {known}.", field="resource")
+
+    def _ensure_may_file_for(self, filer: str, beneficiary: str, resource: str) -> None:
+        """Raise UserError unless `filer` may file `resource` for `beneficiary` (approvers and delegates only)."""
+        catalog, expand = self.ctx.catalog, self.ctx.directory.expand
+        if catalog.resource(resource) is None:
+            self._unknown(filer, resource)
+        decision = policy.may_file_for(
+            filer=filer,
+            approvers=expand(catalog.approvers_of(resource)),
+            delegates=expand(catalog.delegates_of(resource)),
+            beneficiary_may_request=checks.may_request(self.ctx, beneficiary, resource),
+        )
+        if decision.reason is policy.Reason.NOT_A_DELEGATE:
+            if not checks.may_request(self.ctx, filer, resource):
+                self._unknown(filer, resource)  # a resource hidden from the filer stays hidden
+            raise UserError(
+                f"Only the approvers and delegates of {resource} can file it on someone's behalf; "
+                f"ask for yourself with /access request {resource} <duration> <reason>.",
+                field="resource",
+            )
+        if decision.reason is policy.Reason.BENEFICIARY_NOT_A_REQUESTER:
+            raise UserError(f"<@{beneficiary}> may not request {resource} (it is limited to its requesters).")
 
     def _approve(self, session: Session, request: AccessRequest, actor: str, now: datetime, *, how: str) -> None:
         self.ctx.move(session, request, Status.APPROVED, actor, now, how=how)

@@ -1,6 +1,7 @@
 """Queries and row claims, by concern: they take a keyword-only session and never commit."""
 
 from bot.store.queries.audit import audit_events, audit_trail, last_audit_at, record_audit, revoke_reason
+from bot.store.queries.behalf import filed_for_others_since
 from bot.store.queries.claims import claim_due, next_due_at, renew_claim, renew_claims
 from bot.store.queries.holding import (
     bot_group_pairs,
@@ -42,6 +43,7 @@ __all__ = [
     "bot_group_pairs",
     "bot_sso_additions",
     "claim_due",
+    "filed_for_others_since",
     "filed_from",
     "filed_since",
     "find_requests",
