@@ -74,6 +74,8 @@ def test_an_approver_files_for_a_teammate_who_gets_the_access(bot: Bot, slack: F
 
     posted = slack.wait_for("chat.postMessage", lambda c: c.args.get("channel") == "C0APPROVALS").text()
     assert "for <@U0ALICE>, filed by <@U0BOB>" in posted
+    assert "#1" not in bot.ask(BOB, "pending")  # Bob may not decide what he filed: it does not wait for him
+    assert "#1" in bot.ask(CAROL, "pending")
     assert "<@U0BOB> filed it for you" in dm_containing(slack, ALICE, "is waiting for approval")
     assert "About the request you filed for <@U0ALICE>" in dm_containing(slack, BOB, "is waiting for approval")
 

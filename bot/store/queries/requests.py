@@ -104,6 +104,7 @@ def awaiting_decision(approver: str, resources: Mapping[str, datetime | None], *
         ~voted,
     )
     oldest = (created, col(AccessRequest.id))
+        or_(col(AccessRequest.filed_by).is_(None), col(AccessRequest.filed_by) != approver),  # nor for whom they filed
     # One scan finds the page's IDs and counts every match; sorting narrow (ID, time) rows rather than whole
     # requests, and counting in the same pass, halves the time at 10,000 matches.
     found = session.exec(
