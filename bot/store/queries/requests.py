@@ -100,11 +100,11 @@ def awaiting_decision(approver: str, resources: Mapping[str, datetime | None], *
         text(AWAITING_DECISION),  # the partial index's own condition: what lets both databases use it
         col(AccessRequest.extension_approved_at).is_(None),  # an approved extension waits for AWS, not a person
         col(AccessRequest.requester_id) != approver,
+        or_(col(AccessRequest.filed_by).is_(None), col(AccessRequest.filed_by) != approver),  # nor for whom they filed
         or_(*scopes),
         ~voted,
     )
     oldest = (created, col(AccessRequest.id))
-        or_(col(AccessRequest.filed_by).is_(None), col(AccessRequest.filed_by) != approver),  # nor for whom they filed
     # One scan finds the page's IDs and counts every match; sorting narrow (ID, time) rows rather than whole
     # requests, and counting in the same pass, halves the time at 10,000 matches.
     found = session.exec(
