@@ -158,7 +158,7 @@ def test_a_grant_a_crash_left_half_done_is_finished_by_the_next_process_without_
 ) -> None:
     catalog_file.write_text(catalog_with(SSO_RESOURCES))
     first = make_bot()
-    request_id = file_request(first, "U0ALICE", "request prod-admin-sso 4s prod incident")
+    request_id = file_request(first, "U0ALICE", "request prod-admin-sso 1h prod incident")
     # The crash: approved and claimed, the intent recorded, one account assigned, then the process died.
     first.runtime.workflow.decide(request_id=request_id, actor="U0BOB", approve=True)
     with session_scope(first.runtime.workflow.engine) as session:
@@ -180,7 +180,8 @@ def test_a_grant_a_crash_left_half_done_is_finished_by_the_next_process_without_
         InstanceArn=center.instance_arn, AccountId=PROD, PermissionSetArn=center.permission_set_arn
     )["AccountAssignments"]
     assert [a["PrincipalId"] for a in listed] == [center.users["alice.sso"]]  # not assigned twice
-    second.wait_status(request_id, "expired", timeout=10)
+    assert second.ask("U0ALICE", f"revoke #{request_id}").startswith(f"Revoking #{request_id}")
+    second.wait_status(request_id, "revoked", timeout=10)
     assert center.assigned("alice.sso") == set()
 
 
