@@ -1,6 +1,7 @@
 """Run every benchmark, print each run as it finishes, and write benchmarks/results.json.
 
-    .venv/bin/python -m benchmarks.run_all [--repeats 3] [--only ack,approve,lag,catchup,workers,claim,rss]
+    .venv/bin/python -m benchmarks.run_all [--repeats 3] [--only NAME,...]
+    (names: ack, burst, approve, lag, catchup, workers, claim, pending, identity, rss)
 
 Needs PostgreSQL on 127.0.0.1:5432 and a database of the benchmarks' own (they drop its tables):
 `createdb -h 127.0.0.1 -U postgres accessbot_bench` (or set BENCH_DATABASE_URL). Takes about 45 minutes
@@ -12,16 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_claim, bench_expiry, bench_rss, bench_slack
+from benchmarks import bench_claim, bench_expiry, bench_identity, bench_rss, bench_slack, bench_sso
 from benchmarks.harness import ROOT, Servers, machine, repeat, servers
 
-BENCHMARKS = ("ack", "approve", "lag", "catchup", "workers", "claim", "rss")
+BENCHMARKS = ("ack", "burst", "approve", "lag", "catchup", "workers", "claim", "pending", "identity", "rss")
 
 
 def main() -> None:
@@ -46,11 +48,16 @@ def main() -> None:
         work = Path(tmp)
         plan: dict[str, Callable[[Servers, Path, int], dict[str, Any]]] = {
             "ack": _ack,
+            "burst": lambda s, w, n: repeat("burst", n, lambda: bench_slack.burst(s, w)),
             "approve": lambda s, w, n: repeat("approve", n, lambda: bench_slack.approve_to_grant(s, w)),
             "lag": lambda s, w, n: repeat("revoke lag", n, lambda: bench_expiry.revoke_lag(s, w)),
             "catchup": _catch_up,
             "workers": _workers,
             "claim": _claim,
+            "pending": _pending,
+            # BENCH_IDENTITY_USERS=300 BENCH_IDENTITY_REQUESTS=40 for a quick smoke run (default 5,000 and 200).
+            "identity": lambda s, w, n: repeat("identity", n, lambda: bench_identity.from_environment()(s, w)),
+            "sso": lambda s, w, n: repeat("sso", n, lambda: bench_sso.approve_to_active(s, w)),
             "rss": lambda s, w, n: repeat("rss", 1, lambda: bench_rss.serve_rss(s, w)),
         }
         for name in chosen:
@@ -70,10 +77,14 @@ def _ack(srv: Servers, work: Path, repeats: int) -> dict[str, Any]:
 
 
 def _catch_up(srv: Servers, work: Path, repeats: int) -> dict[str, Any]:
-    found: dict[str, Any] = {}
+    # BENCH_CATCHUP_GRANTS=150 for a quick smoke run; the figures in docs/ are for the default 1,000.
+    grants = int(os.environ.get("BENCH_CATCHUP_GRANTS", bench_expiry.GRANTS))
+    found: dict[str, Any] = {"grants": grants}
     for threads in (1, 4):
         label = f"sweep_threads={threads}"
-        found[label] = repeat(label, repeats, lambda t=threads: bench_expiry.catch_up(srv, work, threads=t))
+        found[label] = repeat(
+            label, repeats, lambda t=threads: bench_expiry.catch_up(srv, work, threads=t, grants=grants)
+        )
     return found
 
 
@@ -89,17 +100,30 @@ def _workers(srv: Servers, work: Path, repeats: int) -> dict[str, Any]:
 
 def _claim(_srv: Servers, _work: Path, repeats: int) -> dict[str, Any]:
     bench_claim.fill()
-    plans: list[str] = []
+    return _with_plans("claim query", repeats, bench_claim.claim_query)
 
-    def once() -> dict[str, float]:
-        figures, plan = bench_claim.claim_query()
-        plans.append(plan)
-        return figures
 
-    found = repeat("claim query", repeats, once)
-    found["plan"] = plans[-1]
-    print(plans[-1], flush=True)
-    return found
+def _pending(srv: Servers, work: Path, repeats: int) -> dict[str, Any]:
+    bench_claim.fill()  # the same rows as "claim": filled once for both
+    return _with_plans("pending", repeats, lambda: bench_claim.pending_query(srv, work))
+
+
+def _with_plans(name: str, repeats: int, once: Callable[[], tuple[dict[str, float], dict[str, str]]]) -> dict[str, Any]:
+    """Repeat a measurement that also returns query plans; print the last plans and whether each uses an index."""
+    plans: dict[str, str] = {}
+
+    def figures() -> dict[str, float]:
+        measured, found = once()
+        plans.update(found)
+        return measured
+
+    result = repeat(name, repeats, figures)
+    result["plans"] = plans
+    result["index_scans"] = {query: bench_claim.index_scan(plan) for query, plan in plans.items()}
+    for query, plan in plans.items():
+        print(f"{query}:\n{plan}", flush=True)
+    print(bench_claim.verdicts(plans), flush=True)
+    return result
 
 
 if __name__ == "__main__":

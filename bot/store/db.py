@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlmodel import Session, create_engine
 
 
@@ -21,11 +23,19 @@ def normalize_url(url: str) -> str:
     return url
 
 
+# A pooled connection is pinged before use only after sitting idle this long (see _ping_when_idle), and none
+# is kept longer than RECYCLE_SECONDS (a proxy or firewall may drop connections it thinks are idle).
+PING_AFTER_IDLE_SECONDS = 10.0
+RECYCLE_SECONDS = 1800
+
+
 def make_engine(url: str) -> Engine:
     """An engine for the URL; on SQLite every transaction takes the write lock at BEGIN."""
     url = normalize_url(url)
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        engine = create_engine(url, pool_size=10, max_overflow=20, pool_recycle=RECYCLE_SECONDS)
+        _ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
+        return engine
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
@@ -43,6 +53,36 @@ def make_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _ping_when_idle(engine: Engine, idle: float) -> None:
+    """Check a pooled connection with a round trip only when it sat unused for `idle` seconds.
+
+    SQLAlchemy's pool_pre_ping would ping before every transaction: a round trip per unit of work, three
+    per revoke. A connection in steady use needs none: when the server drops it anyway (a restart, a
+    failover, pg_terminate_backend), the statement fails with a disconnect error, SQLAlchemy invalidates
+    every connection of the pool made before it, and the unit of work is done again: owed AWS work stays in
+    the row (the next sweep claims it at once if its claim was what failed, a lease later if a step did),
+    and a person sees one error and tries again. The ping after idleness spares that error after a quiet
+    spell, the likeliest moment for a connection to have been dropped.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            if engine.dialect.is_disconnect(error, dbapi_connection, None):
+                # The pool retries the checkout with a new connection, and drops the others made before.
+                raise InvalidatePoolError() from error
+            raise
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -74,6 +114,8 @@ def ping(engine: Engine) -> bool:
         return False
 
 
+_WAIT_FOR_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+_TRY_LOCKS = text("SELECT bool_and(pg_try_advisory_xact_lock(k)) FROM unnest(CAST(:ks AS bigint[])) AS k")
 _local_locks: dict[str, threading.Lock] = {}
 _local_guard = threading.Lock()
 
@@ -110,13 +152,10 @@ def hold_locks(engine: Engine, keys: Sequence[str], *, wait: bool) -> Iterator[b
             ids = [_lock_id(key) for key in ordered]
             if wait:
                 for lock_id in ids:
-                    connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id})
+                    connection.execute(_WAIT_FOR_LOCK, {"k": lock_id})
             else:
                 # One round trip for all of them; any taken before a refusal is freed with the transaction.
-                taken_all = connection.execute(
-                    text("SELECT bool_and(pg_try_advisory_xact_lock(k)) FROM unnest(CAST(:ks AS bigint[])) AS k"),
-                    {"ks": ids},
-                ).scalar()
+                taken_all = connection.execute(_TRY_LOCKS, {"ks": ids}).scalar()
                 if not taken_all:
                     yield False
                     return

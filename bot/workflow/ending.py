@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from sqlmodel import Session
+
 from bot.aws.errors import AwsError
 from bot.aws.granters import Ended
 from bot.catalog import Kind
@@ -40,17 +42,15 @@ class Ends:
             reason = queries.revoke_reason(request.id, session=session)
         self.after_end(row, Status.REVOKED, votes, reason)
 
-    def end(self, request: AccessRequest) -> None:
-        """Remove the grant from AWS, then mark it expired or revoked; retried with backoff on failure."""
+    def end(self, request: AccessRequest, *, kept: bool) -> None:
+        """Remove the grant from AWS, then mark it expired or revoked; retried with backoff on failure.
+
+        The visit that chose this step committed its intent (revoke_started_at) and read `kept` (whether
+        another grant keeps the same shared access) under the locks still held.
+        """
         request_id = request.id
-        assert request_id is not None
-        now = self.ctx.clock()
-        if request.revoke_started_at is None:
-            with session_scope(self.ctx.engine) as session:
-                row = self.ctx.locked(request_id, session)
-                row.revoke_started_at = now
-            request = row
-        ended = self.remove(request)
+        assert request_id is not None and request.revoke_started_at is not None
+        ended = self.remove(request, kept=kept)
         if ended is None:
             return
         now = self.ctx.clock()  # ended when AWS accepted the revoke, not when it was asked
@@ -60,16 +60,18 @@ class Ends:
             end_status = Status(row.end_status or Status.EXPIRED)
             self.ctx.move(session, row, end_status, row.ended_by or SYSTEM, now, attempts=row.attempts, **_noted(ended))
             self.ended(row, ended, now)
-            votes = self.ctx.votes(row, session)
-            reason = queries.revoke_reason(request_id, session=session) if end_status is Status.REVOKED else None
+            # Only an early revoke updates the approval message and tells why; an expiry needs neither read.
+            revoked = end_status is Status.REVOKED
+            votes = self.ctx.votes(row, session) if revoked else []
+            reason = queries.revoke_reason(request_id, session=session) if revoked else None
         if end_status is Status.EXPIRED and row.expires_at is not None:
             self.ctx.metrics.revoke_lag.observe(max(0.0, (self.ctx.clock() - row.expires_at).total_seconds()))
         self.after_end(row, end_status, votes, reason)
 
-    def cleanup(self, request: AccessRequest) -> None:
+    def cleanup(self, request: AccessRequest, *, kept: bool) -> None:
         """Remove what a failed (or finished) request may still hold in AWS: owed work, never dropped."""
         assert request.id is not None
-        ended = self.remove(request)
+        ended = self.remove(request, kept=kept)
         if ended is None:
             return
         now = self.ctx.clock()
@@ -107,12 +109,11 @@ class Ends:
             )
             self.ctx.reschedule(row)
 
-    def remove(self, request: AccessRequest) -> Ended | None:
+    def remove(self, request: AccessRequest, *, kept: bool) -> Ended | None:
         """Take the request's access away in AWS (unless another grant keeps it); None when AWS refused."""
         assert request.id is not None
         granter = self.ctx.granters[Kind(request.kind)]
         try:
-            kept = self.kept_elsewhere(request)
             if kept and granter.shared:
                 return Ended(note="another grant of the same access keeps it")
             return granter.revoke(replace(self.ctx.spec(request), end_sessions=not kept), request.grant_ref)
@@ -121,12 +122,11 @@ class Ends:
             self.aws_failed(request.id, exc, AuditAction.UNDO_FAILED if undo else AuditAction.REVOKE_FAILED)
             return None
 
-    def kept_elsewhere(self, request: AccessRequest) -> bool:
+    def kept_elsewhere(self, request: AccessRequest, session: Session) -> bool:
         """Whether another grant keeps the same shared AWS state (a membership, a role's sessions) for the user."""
         if Kind(request.kind) not in SHARED_STATE:
             return False
-        with session_scope(self.ctx.engine) as session:
-            return queries.other_holders(request, session=session) > 0
+        return queries.other_holders(request, session=session) > 0
 
     def ended(self, row: AccessRequest, ended: Ended, now: Any) -> None:
         """AWS accepted the removal: nothing is held any more (a session deny may still be owed its lifting)."""

@@ -10,7 +10,7 @@ the other. What a step cannot finish stays owed in the row (retry_at), and nothi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -36,28 +36,46 @@ MAX_STEPS = 4
 CHAINED = frozenset({Step.GRANT, Step.EXTEND})  # a failed grant chains to its CLEANUP
 
 
+@dataclass(frozen=True)
+class Visit:
+    """One step owed to a request, read under its locks: the row, the step, and (for a removal) whether
+    another grant keeps the same shared AWS state."""
+
+    row: AccessRequest
+    step: Step
+    kept: bool = False
+
+
 class GrantService:
     """Use cases that change what AWS grants."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._ends = Ends(ctx)
-        self._steps: dict[Step, Callable[[AccessRequest], None]] = {
-            Step.GRANT: self._grant,
-            Step.DROP: self._ends.drop,
-            Step.EXTEND: self._extend,
-            Step.END: self._ends.end,
-            Step.CLEANUP: self._ends.cleanup,
-            Step.LIFT: self._ends.lift,
+        self._steps: dict[Step, Callable[[Visit], None]] = {
+            Step.GRANT: lambda visit: self._grant(visit.row),
+            Step.DROP: lambda visit: self._ends.drop(visit.row),
+            Step.EXTEND: lambda visit: self._extend(visit.row),
+            Step.END: lambda visit: self._ends.end(visit.row, kept=visit.kept),
+            Step.CLEANUP: lambda visit: self._ends.cleanup(visit.row, kept=visit.kept),
+            Step.LIFT: lambda visit: self._ends.lift(visit.row),
         }
 
-    def advance(self, request_id: int, _claim: str | None = None, *, loaded: AccessRequest | None = None) -> None:
+    def advance(
+        self,
+        request_id: int,
+        _claim: str | None = None,
+        *,
+        loaded: AccessRequest | None = None,
+        claimed_by: str | None = None,
+    ) -> None:
         """Do the AWS work the request is owed now (grant, extend, end, undo, lift a session deny), if any.
 
         Safe to call from anywhere, any number of times: when another thread or replica is working on the
         request, this returns at once and the row is looked at again shortly (the work stays owed in it).
         `loaded` (the row read just before, e.g. by the sweep) only names the locks; the row is read again
-        once they are held.
+        once they are held. `claimed_by` (the sweep's claim): the work goes on only while the row is still
+        claimed so, and the lease is renewed in the same transaction that reads the row.
         """
         with self.ctx.guard(loaded or self.ctx.load(request_id)) as held:
             if not held:
@@ -65,13 +83,40 @@ class GrantService:
                 return
             with self.ctx.claims.working(request_id):
                 for _ in range(MAX_STEPS):
-                    row = self.ctx.load(request_id)
-                    step = aws_step(self.ctx.timeline(row), self.ctx.clock())
-                    if step is Step.NONE:
+                    visit = self._visit(request_id, claimed_by)
+                    if visit is None:
                         return
-                    self._steps[step](row)
-                    if step not in CHAINED:
+                    self._steps[visit.step](visit)
+                    if visit.step not in CHAINED:
                         return
+                    claimed_by = None  # the step released the claim; what it left owed is done in this visit
+
+    def _visit(self, request_id: int, claimed_by: str | None) -> Visit | None:
+        """Read the row under its lock (the AWS locks are held) and say which step is owed; None when none is.
+
+        One transaction: the reload, the claim's check and renewal, an end's intent (committed before any
+        AWS call, so a crash in between leaves the end owed) and, for a removal, whether another grant keeps
+        the shared state. The locks held since before the read make it current until the step is done.
+        """
+        now = self.ctx.clock()
+        with session_scope(self.ctx.engine) as session:
+            row = self.ctx.locked(request_id, session)
+            if claimed_by is not None:
+                if row.claimed_by != claimed_by:
+                    log.info("request was taken over by another replica; skipping it", extra={"request_id": request_id})
+                    return None
+                row.claimed_until = now + self.ctx.tuning.lease
+            step = aws_step(self.ctx.timeline(row), now)
+            if step is Step.NONE and claimed_by is not None:
+                self.ctx.reschedule(row)  # owed nothing after all: the claim goes, the next due time is set
+            if step is Step.END and row.revoke_started_at is None:
+                row.revoke_started_at = now
+            kept = step in (Step.END, Step.CLEANUP) and self._ends.kept_elsewhere(row, session)
+        if step is Step.NONE:
+            if claimed_by is not None:
+                self.ctx.notify_due(row)
+            return None
+        return Visit(row, step, kept)
 
     def revoke_early(
         self, *, request_id: int, actor: str, reason: str | None = None, operator: bool = False

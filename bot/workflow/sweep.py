@@ -31,24 +31,24 @@ class SweepService:
         while True:
             now = self.ctx.clock()
             with session_scope(self.ctx.engine) as session:
-                ids = queries.claim_due(
+                rows = queries.claim_due(
                     session=session,
                     now=now,
                     owner=self.ctx.owner,
                     lease=self.ctx.tuning.lease,
                     limit=self.ctx.tuning.batch,
                 )
-            threads = min(self.ctx.tuning.sweep_threads, len(ids))
+            threads = min(self.ctx.tuning.sweep_threads, len(rows))
             if threads > 1:
                 # Each row waits mostly on AWS and the database, so a few threads multiply the throughput;
                 # rows sharing one group membership still serialise on its lock.
                 with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sweep") as pool:
-                    list(pool.map(self.process, ids))
+                    list(pool.map(self._claimed, rows))
             else:
-                for request_id in ids:
-                    self.process(request_id)
-            handled += len(ids)
-            if len(ids) < self.ctx.tuning.batch:
+                for row in rows:
+                    self._claimed(row)
+            handled += len(rows)
+            if len(rows) < self.ctx.tuning.batch:
                 return handled
 
     def next_due_at(self) -> datetime | None:
@@ -61,6 +61,25 @@ class SweepService:
         with about_request(request_id):
             self._process(request_id)
 
+    def _claimed(self, claimed: AccessRequest) -> None:
+        """Do what a row this sweep just claimed is owed, routed by the row as the claim read it.
+
+        AWS work goes straight to the grant service, which checks and renews the claim in the transaction
+        that reloads the row under its locks; anything else reads the row again first (see _process).
+        """
+        assert claimed.id is not None
+        with about_request(claimed.id):
+            try:
+                aws = aws_step(self.ctx.timeline(claimed), self.ctx.clock()) is not Step.NONE
+                if aws:
+                    self._grants.advance(claimed.id, loaded=claimed, claimed_by=self.ctx.owner)
+            except Exception:
+                # The scheduler's error boundary: the claim's lease runs out and the row is tried again.
+                log.exception("processing request failed", extra={"request_id": claimed.id})
+                return
+            if not aws:
+                self._process(claimed.id)
+
     def _process(self, request_id: int) -> None:
         try:
             request = self._take(request_id)
@@ -70,7 +89,7 @@ class SweepService:
             now = self.ctx.clock()
             line = self.ctx.timeline(request)
             if aws_step(line, now) is not Step.NONE:
-                self._grants.advance(request_id, loaded=request)
+                self._grants.advance(request_id, loaded=request, claimed_by=self.ctx.owner)
             elif status is Status.ACTIVE:
                 action = active_action(line, now, revoke_started=False)
                 {"warn": self._warn, "remind_ack": self._remind_ack}.get(action, self._release)(request_id)

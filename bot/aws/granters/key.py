@@ -71,8 +71,12 @@ class KeyGranter:
                     raise
         return None
 
-    def _existing(self, key_arn: str, spec: GrantSpec, *, exact: bool = False) -> list[str]:
-        """This request's grants on the key: its name and its grantee (with `exact`, also its operations).
+    def _existing(self, key_arn: str, spec: GrantSpec) -> list[str]:
+        """The GrantIds of this request's grants on the key (see _mine)."""
+        return [str(g["GrantId"]) for g in self._mine(key_arn, spec)]
+
+    def _mine(self, key_arn: str, spec: GrantSpec) -> list[dict[str, Any]]:
+        """This request's grants on the key: its name and its grantee.
 
         A grant of the same name for anyone else (a second installation, a recreated database) is not the
         bot's to adopt or revoke.
@@ -80,12 +84,10 @@ class KeyGranter:
         with aws_call("kms:ListGrants"):
             pages = self._kms.get_paginator("list_grants").paginate(KeyId=key_arn, GranteePrincipal=spec.iam_user_arn)
             return [
-                g["GrantId"]
+                g
                 for page in pages
                 for g in page["Grants"]
-                if g.get("Name") == spec.name
-                and g.get("GranteePrincipal") == spec.iam_user_arn
-                and (not exact or sorted(g.get("Operations", [])) == sorted(spec.operations))
+                if g.get("Name") == spec.name and g.get("GranteePrincipal") == spec.iam_user_arn
             ]
 
     def holds(self, spec: GrantSpec) -> bool:
@@ -93,33 +95,68 @@ class KeyGranter:
         return bool(self._existing(spec.target_arn or self.key_arn(spec.target), spec))
 
     def grant(self, spec: GrantSpec) -> str | None:
-        """Create the grant on the located key (or find the one a crashed attempt created); return its GrantId."""
+        """Create the grant on the located key (or adopt the one a crashed attempt created); return its GrantId.
+
+        Afterwards exactly one grant of this request is on the key, the one returned: revoke relies on it
+        and revokes that GrantId alone. So a grant an earlier attempt left with other operations (the catalog
+        changed between a crash and the retry), or a second copy, is revoked here.
+        """
         key_arn = spec.target_arn or self.key_arn(spec.target)
-        existing = self._existing(key_arn, spec, exact=True)
-        if existing:
-            return existing[0]
-        with aws_call("kms:CreateGrant"):
-            answer = self._kms.create_grant(
-                KeyId=key_arn,
-                GranteePrincipal=spec.iam_user_arn,
-                Operations=list(spec.operations),
-                Name=spec.name,
-            )
-        return str(answer["GrantId"])
+        mine = self._mine(key_arn, spec)
+        exact = [str(g["GrantId"]) for g in mine if sorted(g.get("Operations", [])) == sorted(spec.operations)]
+        if exact:
+            kept = exact[0]
+        else:
+            with aws_call("kms:CreateGrant"):
+                answer = self._kms.create_grant(
+                    KeyId=key_arn,
+                    GranteePrincipal=spec.iam_user_arn,
+                    Operations=list(spec.operations),
+                    Name=spec.name,
+                )
+            kept = str(answer["GrantId"])
+            if answer.get("ResponseMetadata", {}).get("RetryAttempts", 0):
+                # botocore sent CreateGrant more than once: an attempt that AWS applied but answered with an
+                # error may have made a copy (KMS answers a retry of the same Name and parameters with the
+                # same grant; not every implementation does). Look again, and keep only the one returned.
+                mine = self._mine(key_arn, spec)
+        self._revoke_all(key_arn, [str(g["GrantId"]) for g in mine if g["GrantId"] != kept])
+        return kept
 
     def revoke(self, spec: GrantSpec, grant_ref: str | None) -> Ended:
-        """Revoke the grant by its stored GrantId, and every other grant of this request, on the recorded key."""
+        """Revoke the request's grant by its stored GrantId, on the recorded key; list its grants only when in doubt.
+
+        grant() leaves exactly one grant of the request on the key and that GrantId is stored, so revoking it
+        is the whole end, in one call: no ListGrants, whose pages grow with the grants on the key. The grants
+        of this request are listed (filtered by grantee) and every one revoked, so that none outlives the
+        request, only when there is doubt: no GrantId was stored (the undo of a grant that failed partway, or
+        of one that crashed before it was recorded) or the stored one is not found (revoked by someone else).
+        A copy that a version before this rule left beside a stored grant (only when a crashed grant was
+        retried with other operations: KMS answers a retry of the same Name and parameters with the same
+        grant) outlives its request as an orphan that reconcile reports and `--fix` revokes.
+        """
         key_arn = spec.target_arn or self._legacy_key(spec)
         if key_arn is None:
             return Ended()
-        # Every grant of this request, not only the stored one: two activations that raced (or a crash after
-        # CreateGrant) may have left another, and none may outlive the request.
+        if grant_ref:
+            try:
+                with aws_call("kms:RevokeGrant"):
+                    self._kms.revoke_grant(KeyId=key_arn, GrantId=grant_ref)
+                return Ended()
+            except AwsError as exc:
+                if not exc.gone:
+                    raise
         try:
-            grant_ids = dict.fromkeys([*([grant_ref] if grant_ref else []), *self._existing(key_arn, spec)])
+            grant_ids = self._existing(key_arn, spec)
         except AwsError as exc:
             if exc.gone:
                 return Ended()  # the key itself is gone, and every grant on it with it
             raise
+        self._revoke_all(key_arn, grant_ids)
+        return Ended()
+
+    def _revoke_all(self, key_arn: str, grant_ids: list[str]) -> None:
+        """Revoke the grants; one already gone counts as revoked."""
         for grant_id in grant_ids:
             try:
                 with aws_call("kms:RevokeGrant"):
@@ -127,7 +164,6 @@ class KeyGranter:
             except AwsError as exc:
                 if not exc.gone:
                     raise
-        return Ended()
 
     def _legacy_key(self, spec: GrantSpec) -> str | None:
         """The key of a grant recorded before key ARNs were stored: resolve the catalog's key ID now."""

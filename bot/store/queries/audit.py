@@ -1,4 +1,8 @@
-"""The audit trail: appending to the hash chain, and reading it back."""
+"""The audit trail: appending to the hash chain, and reading it back.
+
+An event is appended when its transaction commits (a `before_commit` listener on every Session), so that the
+chain's lock is held as briefly as it can be.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, text
+from sqlalchemy import event, func, insert, text
 from sqlmodel import Session, col, select
 
 from bot.domain.audit import AuditAction
@@ -15,7 +19,12 @@ from bot.domain.lifecycle import Status
 from bot.store import chain
 from bot.store.models import AuditEvent
 
-_HEAD = "audit_chain_head"
+# The events a transaction appended, written when it commits (see _append_pending).
+_PENDING = "audit_pending"
+# Built once: making a statement costs more client CPU than sending it, and an append ends every change.
+_APPEND_LOCK = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=chain.APPEND_LOCK_ID)
+_LAST_HASH = select(AuditEvent.hash).order_by(col(AuditEvent.id).desc()).limit(1)
+_APPEND = insert(AuditEvent)
 
 
 def record_audit(
@@ -28,40 +37,48 @@ def record_audit(
     to_status: Status | None = None,
     at: datetime,
     **details: Any,
-) -> AuditEvent:
-    """Append one audit event to the current transaction, chained to the event before it."""
-    event = AuditEvent(
-        request_id=request_id,
-        actor=actor,
-        action=str(action),
-        from_status=from_status.value if from_status else None,
-        to_status=to_status.value if to_status else None,
-        details=json.dumps(details, sort_keys=True, default=str),
-        created_at=at.astimezone(UTC),
-    )
-    event.prev_hash = _chain_head(session)
-    event.hash = chain.event_hash(event.model_dump(), event.prev_hash)
-    session.add(event)
-    # Flush now so that IDs follow chain order even when one transaction appends several events.
-    session.flush()
-    session.info[_HEAD] = (session.get_transaction(), event.hash)
-    return event
+) -> None:
+    """Append one audit event to the current transaction; it is chained and written as the transaction commits."""
+    content: dict[str, Any] = {
+        "request_id": request_id,
+        "actor": actor,
+        "action": str(action),
+        "from_status": from_status.value if from_status else None,
+        "to_status": to_status.value if to_status else None,
+        "details": json.dumps(details, sort_keys=True, default=str),
+        "created_at": at.astimezone(UTC),
+    }
+    session.connection()  # begins the transaction (if nothing else did) that the event is written with
+    transaction = session.get_transaction()
+    pending: tuple[Any, list[dict[str, Any]]] | None = session.info.get(_PENDING)
+    if pending is None or pending[0] is not transaction:
+        pending = session.info[_PENDING] = (transaction, [])
+    pending[1].append(content)
 
 
-def _chain_head(session: Session) -> str:
-    """The hash the next event must link to; the first call in a transaction takes the append lock.
+@event.listens_for(Session, "before_commit")
+def _append_pending(session: Session) -> None:
+    """Write the transaction's audit events, each chained to the one before, as the last thing before its commit.
 
-    On PostgreSQL the advisory lock (held until commit) makes concurrent writers, in this process or
-    another replica, append one after the other, each reading the head only once it holds the lock.
-    SQLite needs no lock: every transaction there begins IMMEDIATE, so writers are already serialised.
+    The transaction's other changes are flushed first, so the append lock is held only for reading the head,
+    the inserts and the commit: every writer of the audit trail, in every replica, queues on that lock. On
+    PostgreSQL it is an advisory lock held until the commit, so concurrent writers append one after the
+    other, each reading the head only once it holds the lock; SQLite needs none (every transaction there
+    begins IMMEDIATE, so writers are already serialised). One insert per event, in the order recorded, so IDs
+    follow chain order.
     """
-    held = session.info.get(_HEAD)
-    if held is not None and held[0] is session.get_transaction():
-        return str(held[1])
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": chain.APPEND_LOCK_ID})
-    last = session.exec(select(AuditEvent.hash).order_by(col(AuditEvent.id).desc()).limit(1)).first()
-    return last or chain.GENESIS
+    pending = session.info.pop(_PENDING, None)
+    if pending is None or pending[0] is not session.get_transaction():
+        return
+    session.flush()
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(_APPEND_LOCK)
+    prev_hash = str(connection.execute(_LAST_HASH).scalar() or chain.GENESIS)
+    for content in pending[1]:
+        digest = chain.event_hash(content, prev_hash)
+        connection.execute(_APPEND, {**content, "prev_hash": prev_hash, "hash": digest})
+        prev_hash = digest
 
 
 def audit_trail(request_id: int, *, session: Session) -> Sequence[AuditEvent]:

@@ -11,26 +11,28 @@ from sqlmodel import Session, col, select
 from bot.store.models import AccessRequest
 
 
-def claim_due(*, session: Session, now: datetime, owner: str, lease: timedelta, limit: int) -> list[int]:
-    """Claim up to `limit` due rows for `owner`, skipping rows another replica holds or has leased."""
-    stmt = (
-        select(AccessRequest.id)
-        .where(
-            col(AccessRequest.next_due_at) <= now,
-            or_(col(AccessRequest.claimed_until).is_(None), col(AccessRequest.claimed_until) < now),
-        )
-        .order_by(col(AccessRequest.next_due_at))
+def claim_due(*, session: Session, now: datetime, owner: str, lease: timedelta, limit: int) -> list[AccessRequest]:
+    """Claim up to `limit` due rows for `owner`, skipping rows another replica holds or has leased; return them.
+
+    One statement claims the rows and reads them back (UPDATE … RETURNING), earliest due first: the sweep
+    decides what each is owed from what it returns, with no read of its own per row.
+    """
+    due = AccessRequest.__table__.alias("due")  # type: ignore[attr-defined]
+    chosen = (
+        select(due.c.id)
+        .where(due.c.next_due_at <= now, or_(due.c.claimed_until.is_(None), due.c.claimed_until < now))
+        .order_by(due.c.next_due_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    ids = [int(i) for i in session.exec(stmt).all() if i is not None]
-    if ids:
-        session.execute(
-            update(AccessRequest)
-            .where(col(AccessRequest.id).in_(ids))
-            .values(claimed_by=owner, claimed_until=now + lease)
-        )
-    return ids
+    stmt = (
+        update(AccessRequest)
+        .where(col(AccessRequest.id).in_(chosen.scalar_subquery()))
+        .values(claimed_by=owner, claimed_until=now + lease)
+        .returning(AccessRequest)
+    )
+    rows = list(session.scalars(stmt, execution_options={"synchronize_session": False}).all())
+    return sorted(rows, key=lambda row: (row.next_due_at or now, row.id or 0))
 
 
 def renew_claim(request_id: int, *, session: Session, owner: str, now: datetime, lease: timedelta) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
 
 from bot.domain.lifecycle import Status
@@ -45,10 +45,25 @@ def _same_access(request: AccessRequest) -> Any:
     )
 
 
+# Asked on every end of a shared kind: built once (building the statement costs more than running it).
+_OTHER_HOLDERS = (
+    select(func.count())
+    .select_from(AccessRequest)
+    .where(
+        col(AccessRequest.id) != bindparam("request_id"),
+        col(AccessRequest.iam_user) == bindparam("iam_user"),
+        col(AccessRequest.target) == bindparam("target"),
+        col(AccessRequest.kind) == bindparam("kind"),
+        keeps(),
+    )
+)
+
+
 def other_holders(request: AccessRequest, *, session: Session) -> int:
     """How many other requests keep the same access for the same user (so ending this one must leave it)."""
-    stmt = select(func.count()).select_from(AccessRequest).where(_same_access(request), keeps())
-    return int(session.exec(stmt).one())
+    given = {"request_id": request.id, "iam_user": request.iam_user, "target": request.target, "kind": request.kind}
+    # On the session's connection: this request's own pending changes do not bear on the count.
+    return int(session.connection().execute(_OTHER_HOLDERS, given).scalar_one())
 
 
 def others_may_hold(request: AccessRequest, *, session: Session) -> int:
