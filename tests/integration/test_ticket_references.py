@@ -46,6 +46,9 @@ def bot(make_bot: Callable[..., Bot], catalog_file: Path) -> Bot:
     return make_bot()
 
 
+APPROVALS = "C0APPROVALS"  # the approval channel of the test catalogs
+
+
 def approval_posts(slack: FakeSlack) -> list[str]:
     return [c.text() for c in slack.find("chat.postMessage", lambda c: c.args.get("channel") == "C0APPROVALS")]
 
@@ -131,12 +134,17 @@ def test_defaults_ask_every_resource_for_a_ticket_unless_it_turns_them_off(
     assert bot.count() == 0
 
     ticketed = file_request(bot, "U0ALICE", "request prod-readonly 1h read the logs for OPS-5")
-    posted = slack.wait_for("chat.postMessage", lambda c: f"#{ticketed}" in c.text())
+    posted = slack.wait_for(
+        "chat.postMessage", lambda c: c.args.get("channel") == APPROVALS and f"#{ticketed}" in c.text()
+    )
     assert "<https://jira.example.com/browse/OPS-5|OPS-5>" in posted.text()
 
     free = file_request(bot, "U0ALICE", "request auditors 1h quarterly review")  # reason_pattern: null
     assert bot.request(free) is not None
-    assert "Ticket" not in slack.wait_for("chat.postMessage", lambda c: f"#{free}" in c.text()).text()
+    approval = slack.wait_for(
+        "chat.postMessage", lambda c: c.args.get("channel") == APPROVALS and f"#{free}" in c.text()
+    )
+    assert "Ticket" not in approval.text()
 
 
 def test_catalog_and_help_say_which_resources_need_a_ticket(bot: Bot) -> None:
