@@ -1,7 +1,7 @@
 """Run every benchmark, print each run as it finishes, and write benchmarks/results.json.
 
     .venv/bin/python -m benchmarks.run_all [--repeats 3] [--only NAME,...]
-    (names: ack, burst, approve, lag, catchup, workers, claim, pending, identity, rss)
+    (names: ack, burst, approve, sso, lag, catchup, workers, claim, pending, identity, rss)
 
 Needs PostgreSQL on 127.0.0.1:5432 and a database of the benchmarks' own (they drop its tables):
 `createdb -h 127.0.0.1 -U postgres accessbot_bench` (or set BENCH_DATABASE_URL). Takes about 45 minutes
@@ -23,7 +23,7 @@ from typing import Any
 from benchmarks import bench_claim, bench_expiry, bench_identity, bench_rss, bench_slack, bench_sso
 from benchmarks.harness import ROOT, Servers, machine, repeat, servers
 
-BENCHMARKS = ("ack", "burst", "approve", "lag", "catchup", "workers", "claim", "pending", "identity", "rss")
+BENCHMARKS = ("ack", "burst", "approve", "sso", "lag", "catchup", "workers", "claim", "pending", "identity", "rss")
 
 
 def main() -> None:

@@ -46,6 +46,14 @@ class Visit:
     kept: bool = False
 
 
+# How "already has it by other means" reads for each shared kind (see Granter.shared), and the AWS call that found it.
+HELD_ELSEWHERE = {
+    Kind.IAM_GROUP: ("is already a member of {target}", "iam:ListGroupsForUser"),
+    Kind.SSO_PERMISSION_SET: ("already has the permission set {target}", "sso:ListAccountAssignments"),
+    Kind.SSO_GROUP: ("is already a member of the Identity Center group {target}", "identitystore:GetGroupMembershipId"),
+}
+
+
 class GrantService:
     """Use cases that change what AWS grants."""
 
@@ -256,10 +264,11 @@ class GrantService:
         with session_scope(self.ctx.engine) as session:
             ours = queries.others_may_hold(request, session=session)
         if not ours and granter.holds(spec):
+            having, checked = HELD_ELSEWHERE.get(Kind(request.kind), HELD_ELSEWHERE[Kind.IAM_GROUP])
             raise AwsError(
-                f"{request.iam_user} is already a member of {request.target} by other means, so nothing "
-                "was granted (and the bot will never remove membership it did not add)",
-                operation="iam:ListGroupsForUser",
+                f"{request.iam_user} {having.format(target=request.target)} by other means, so nothing was "
+                "granted (and the bot will never remove access it did not add)",
+                operation=checked,
                 code="AlreadyHeld",
             )
 
