@@ -106,8 +106,8 @@ def index_figures(iam: Any, users: int, *, scan: bool) -> dict[str, float]:
     began = time.perf_counter()
     index = read_email_index(iam, "email")
     read_s = time.perf_counter() - began
-    if len(index) != users:
-        raise RuntimeError(f"the index has {len(index)} emails, not {users}")
+    if len(index) < users:  # the benchmark's users, plus the harness's own tagged requesters
+        raise RuntimeError(f"the index has {len(index)} emails, fewer than the {users} users")
     del index
     gc.collect()
     tracemalloc.start()

@@ -65,6 +65,7 @@ def approve_to_grant(srv: Servers, workdir: Path, samples: int = 40) -> dict[str
             sender.command(user, "request deploy-admins 1h benchmark")
             # A person clicks once the approval message is there (the ack only says filing is under way).
             request_id = str(_posted_for_approval(runtime, user, timeout=30))
+            time.sleep(0.2)  # a person reads the message before clicking; the filing's last DMs go out meanwhile
             began = time.perf_counter()
             sender.click("U0BOB", ACTION_APPROVE, request_id)
             while not any(
