@@ -285,6 +285,39 @@ def test_an_early_revoke_removes_every_assignment(sso_bot: Bot, slack: FakeSlack
     dm_containing(slack, "U0ALICE", "revoked")
 
 
+def test_an_end_identity_center_refuses_is_alerted_kept_owed_and_finished_later(
+    sso_bot: Bot, slack: FakeSlack, center: Center
+) -> None:
+    outage = inject(bot_store(sso_bot), "DeleteGroupMembership", code="AccessDeniedException", status=400,
+                    message="no identitystore:DeleteGroupMembership")  # fmt: skip
+    request_id = file_request(sso_bot, "U0ALICE", "request oncall-sso 1s paged")
+    approve(sso_bot, request_id)
+    sso_bot.wait_status(request_id, "active")
+    alert = slack.wait_for(
+        "chat.postMessage", lambda c: c.args.get("channel") == "C0APPROVALS" and "Revoking #" in c.text(), timeout=15
+    )
+    assert f"Revoking #{request_id} failed 3 times" in alert.text() and "DeleteGroupMembership" in alert.text()
+    row = sso_bot.request(request_id)
+    assert row is not None and row.status == "active" and row.ended_at is None and center.member("alice.sso")
+    outage.stop()
+    sso_bot.wait_status(request_id, "expired", timeout=15)
+    assert not center.member("alice.sso")
+
+
+def test_list_and_app_home_show_identity_center_requests(sso_bot: Bot, slack: FakeSlack, center: Center) -> None:
+    request_id = file_request(sso_bot, "U0ALICE", "request prod-admin-sso 1h prod incident")
+    assert f"#{request_id}" in sso_bot.ask("U0ALICE", "list") and "prod-admin-sso" in sso_bot.ask("U0ALICE", "list")
+    assert f"#{request_id}" in sso_bot.ask("U0BOB", "pending")
+    sso_bot.sender.event({"type": "app_home_opened", "user": "U0BOB", "tab": "home"})
+    home = json.dumps(slack.wait_for("views.publish", lambda c: c.args.get("user_id") == "U0BOB").args["view"])
+    assert f"#{request_id}" in home and "prod-admin-sso" in home
+    approve(sso_bot, request_id)
+    sso_bot.wait_status(request_id, "active")
+    sso_bot.sender.event({"type": "app_home_opened", "user": "U0ALICE", "tab": "home"})
+    mine = json.dumps(slack.wait_for("views.publish", lambda c: c.args.get("user_id") == "U0ALICE").args["view"])
+    assert f"#{request_id}" in mine and "prod-admin-sso" in mine
+
+
 def test_an_extension_moves_the_expiry_and_keeps_the_assignments(sso_bot: Bot, center: Center) -> None:
     request_id = file_request(sso_bot, "U0ALICE", "request prod-admin-sso 1h deploy")
     approve(sso_bot, request_id)
