@@ -128,6 +128,7 @@ def slack(_fake_slack: FakeSlack) -> FakeSlack:
     _fake_slack.reset()
     _fake_slack.emails = dict(EMAILS)
     _fake_slack.usergroups = {}
+    _fake_slack.timezones = {}
     return _fake_slack
 
 

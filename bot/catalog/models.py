@@ -89,6 +89,8 @@ class Settings(BaseModel):
     require_mfa: bool = False
     approvers: tuple[ApproverRef, ...] = ()
     pending_timeout: Duration = timedelta(hours=4)
+    # How far ahead a scheduled start (`start=`) may be.
+    max_start_ahead: Duration = timedelta(days=7)
     warn_before: Duration = timedelta(minutes=10)
     description: str = Field(default="", max_length=300)
     requesters: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")], ...] = ()

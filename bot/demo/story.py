@@ -210,6 +210,7 @@ def play(out: Callable[[str], None] = print) -> None:
         stack.enter_context(offline_aws(scratch))
         aws = seed()
         slack = stack.enter_context(Workspace(PEOPLE, CHANNELS, out))
+        slack.timezones = {ALICE.user_id: "Europe/Paris"}  # her Slack time zone: `start=09:00` is 09:00 in Paris
         secret = secrets.token_hex(16)
         (scratch / "catalog.yaml").write_text(CATALOG)
         settings = Settings(
@@ -258,6 +259,13 @@ class Story:
         dave = self.command(DAVE, "request deploy-admins 1h just curious")
         self.click(CAROL, dave, "Deny", form={"reason": "Production needs a ticket; ask again with one."})
         self.wait_status(dave.request_id, "denied")
+        self.settle()
+        self.step("Alice schedules deploy-admins for the next 09:00 (her Slack time zone); Bob approves it ahead")
+        ahead = self.command(ALICE, "request deploy-admins 1h start=09:00 the Monday release")
+        self.click(BOB, ahead, "Approve", until="approved")
+        self.step("The release moves: Alice cancels it before its start, so nothing is ever granted")
+        self.say(ALICE, f"cancel #{ahead.request_id}")
+        self.wait_status(ahead.request_id, "cancelled")
         self.settle()
         self.step("Bob approves Alice's request: the bot adds her to the group")
         group_id = self.click(BOB, group, "Approve", until="active")
@@ -316,6 +324,14 @@ class Story:
             raise DemoFailed(f"{typed}: nothing was stored")
         self.settle()
         return Filed(posted, newest[0].id)
+
+    def say(self, who: Person, text: str) -> None:
+        """`/access <text>` as `who` in #general, and the answer they see."""
+        self.out(f"  @{who.name} in #general types:  /access {text}")
+        answer = self.sender.command(who.user_id, text, channel=GENERAL)
+        if answer.status_code != 200:
+            raise DemoFailed(f"/access {text}: HTTP {answer.status_code}")
+        self.slack.show_reply(who.user_id, GENERAL, reply_of(answer.text))
 
     def refused(self, who: Person, text: str) -> None:
         """`/access <text>` as `who` in #general, answered at once with a refusal: nothing is filed."""

@@ -23,7 +23,8 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.APPROVED, Status.DENIED, Status.CANCELLED, Status.TIMED_OUT}),
     # approved -> revoked: an early revoke asked for while the grant was owed or in flight; the access is
     # removed (or never applied) before the request counts as ended.
-    Status.APPROVED: frozenset({Status.ACTIVE, Status.FAILED, Status.REVOKED}),
+    # approved -> cancelled: a request with a scheduled start, withdrawn by its requester before the start.
+    Status.APPROVED: frozenset({Status.ACTIVE, Status.FAILED, Status.REVOKED, Status.CANCELLED}),
     Status.ACTIVE: frozenset({Status.EXPIRED, Status.REVOKED}),
     Status.EXPIRED: frozenset(),
     Status.REVOKED: frozenset(),

@@ -77,11 +77,14 @@ def may_file_for(
     return ALLOW
 
 
-def may_cancel(*, actor: str, requester: str, status: Status, filed_by: str | None = None) -> Decision:
-    """May `actor` withdraw this request? Its requester, or whoever filed it on their behalf."""
+def may_cancel(
+    *, actor: str, requester: str, status: Status, filed_by: str | None = None, not_started: bool = False
+) -> Decision:
+    """May `actor` withdraw this request? Its requester, or whoever filed it on their behalf: while it is
+    pending, or approved with a scheduled start still to come (`not_started`: no grant begun yet)."""
     if actor != requester and actor != filed_by:
         return Decision(Reason.NOT_THE_REQUESTER)
-    if status is not Status.PENDING:
+    if status is not Status.PENDING and not (status is Status.APPROVED and not_started):
         return Decision(Reason.WRONG_STATE)
     return ALLOW
 

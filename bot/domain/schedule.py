@@ -36,6 +36,8 @@ class Timeline:
     extension_approved_at: datetime | None = None
     lift_at: datetime | None = None
     retry_at: datetime | None = None
+    # A scheduled start: an approved request owes nothing before it; its grant is owed from then on.
+    starts_at: datetime | None = None
 
 
 class Step(StrEnum):
@@ -58,6 +60,8 @@ def aws_step(line: Timeline, now: datetime) -> Step:
     if line.status is Status.APPROVED:
         if ending:
             return Step.END if line.grant_started else Step.DROP
+        if not line.grant_started and line.starts_at is not None and now < line.starts_at:
+            return Step.NONE
         return Step.GRANT
     if line.status is Status.ACTIVE:
         if ending or (line.expires_at is not None and line.expires_at <= now):
@@ -76,7 +80,10 @@ def _aws_due(line: Timeline) -> datetime | None:
         return line.retry_at
     moments: list[datetime] = []
     if line.status is Status.APPROVED:
-        moments.append(line.end_owed_since or line.approved_at or line.created_at)
+        owed = line.approved_at or line.created_at
+        if not line.grant_started and line.starts_at is not None:
+            owed = max(owed, line.starts_at)
+        moments.append(line.end_owed_since or owed)
     elif line.status is Status.ACTIVE:
         moments += [m for m in (line.end_owed_since, line.extension_approved_at) if m is not None]
     elif line.grant_started and not line.ended:

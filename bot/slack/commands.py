@@ -10,7 +10,8 @@ from bot.errors import UserError
 MAX_TEXT = 3000
 MAX_ID = 2**31 - 1  # request IDs are a 32-bit INTEGER column; a larger one would make PostgreSQL raise
 USAGE_REQUEST = (
-    "/access request <resource> <duration> [for=@someone] <reason…>  e.g. /access request deploy-admins 1h hotfix"
+    "/access request <resource> <duration> [for=@someone] [start=<when>] <reason…>  "
+    "e.g. /access request deploy-admins 1h hotfix"
 )
 USAGE_BREAKGLASS = "/access breakglass <resource> <duration> <reason…> (the reason is mandatory)"
 
@@ -35,6 +36,8 @@ class Request:
     break_glass: bool = False
     # The beneficiary's Slack user ID when filed on someone's behalf (`for=@someone`); None: for the filer.
     on_behalf_of: str | None = None
+    # `start=<when>` as written (`+30m`, `14:00`, ISO 8601): read after the ack, in the requester's time zone.
+    start: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,9 @@ class Extend:
 
 
 Command = Help | OpenForm | Request | Mine | Pending | ShowCatalog | Cancel | Revoke | Extend
-# `key=value` tokens right after the duration; `for=` names the beneficiary. Another key joins _OPTIONS.
+# `key=value` tokens right after the duration; `for=` names the beneficiary, `start=` schedules the start.
 _OPTION = re.compile(r"([A-Za-z][A-Za-z_]{0,19})=(.*)")
-_OPTIONS = ("for",)
+_OPTIONS = ("for", "start")
 _MENTION = re.compile(r"<@([UW][A-Z0-9]{2,20})(?:\|[^<>]{0,80})?>")
 _SIMPLE: dict[str, Command] = {"help": Help(), "list": Mine(), "pending": Pending(), "catalog": ShowCatalog()}
 
@@ -137,12 +140,19 @@ def _request(text: str, words: list[str], *, break_glass: bool) -> Request:
         if break_glass:
             raise UserError("Break-glass access cannot be taken on someone's behalf; they must use it themselves.")
         beneficiary = parse_user_mention(options["for"])
+    start = options.get("start")
+    if start is not None:
+        if break_glass:
+            raise UserError("Break-glass access starts at once; it takes no start=. Use /access request to schedule.")
+        if not start.strip():
+            raise UserError("start= needs a time, like start=+30m, start=14:00 or start=2026-12-01T09:00.")
     return Request(
         resource=words[1].lower(),
         duration=words[2],
         reason=text.split(None, skip)[skip],
         break_glass=break_glass,
         on_behalf_of=beneficiary,
+        start=start,
     )
 
 

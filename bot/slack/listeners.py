@@ -91,7 +91,10 @@ def register(app: App, workflow: Workflow, background: Background, notifier: Sla
     def on_request_form(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         given = views.values(view)
         wanted = commands.Request(
-            resource=given.get("resource", ""), duration=given.get("duration") or "", reason=given.get("reason", "")
+            resource=given.get("resource", ""),
+            duration=given.get("duration") or "",
+            reason=given.get("reason", ""),
+            start=given.get("start", "").strip() or None,
         )
         workflow.precheck(resource=wanted.resource, duration=wanted.duration or None, reason=wanted.reason)
         actor = _user(body)
@@ -166,6 +169,7 @@ def _file(
         reason=wanted.reason,
         break_glass=wanted.break_glass,
         submission=submission,
+        start=wanted.start,
     )
     request = filed.request
     said = None if quiet else _filed(request)
@@ -254,11 +258,12 @@ def _filed(request: Any) -> str:
         return f"Break-glass #{request.id}: *{request.resource}* is being granted now; the approvers are told."
     if request.auto_approved:
         beneficiary = f" for <@{request.requester_id}>" if request.filed_by else ""
-        return f"Request #{request.id} for *{request.resource}*{beneficiary} is auto-approved; granting it now."
+        then = f"it starts at {messages.when(request.starts_at)}" if request.starts_at else "granting it now"
+        return f"Request #{request.id} for *{request.resource}*{beneficiary} is auto-approved; {then}."
     beneficiary = f" for <@{request.requester_id}>" if request.filed_by else ""
     return (
-        f"Request #{request.id} for *{request.resource}* ({messages.duration_of(request)}){beneficiary} "
-        f"is waiting for approval in <#{request.approval_channel}>."
+        f"Request #{request.id} for *{request.resource}* ({messages.duration_of(request)}"
+        f"{messages.starting(request)}){beneficiary} is waiting for approval in <#{request.approval_channel}>."
     )
 
 

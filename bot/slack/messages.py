@@ -99,7 +99,7 @@ def approval_text(request: AccessRequest, votes: list[Vote], ticket: Ticket | No
     about = f" ({ticket_link(ticket)})" if ticket else ""
     if request.filed_by:
         about += f" for {mention(request.requester_id)}, filed by {mention(request.filed_by)}"
-    return f"Access request #{request.id} for {request.resource}{about}: {progress(request, votes)}"
+    return f"Access request #{request.id} for {request.resource}{starting(request)}{about}: {progress(request, votes)}"
 
 
 def ticket_link(ticket: Ticket) -> str:
@@ -130,12 +130,22 @@ def _headline(request: AccessRequest) -> str:
         return (
             f"*Access request #{request.id}* for {mention(request.requester_id)}, filed by "
             f"{mention(request.filed_by)}\n*{request.resource}* (`{request.kind}` {request.target}) "
-            f"for *{duration_of(request)}*."
+            f"for *{duration_of(request)}*{starting(request)}."
         )
     return (
         f"*Access request #{request.id}*\n{who} asks for *{request.resource}* "
-        f"(`{request.kind}` {request.target}) for *{duration_of(request)}*."
+        f"(`{request.kind}` {request.target}) for *{duration_of(request)}*{starting(request)}."
     )
+
+
+def starting(request: AccessRequest) -> str:
+    """`, starting at <time>` for a request with a scheduled start; empty for one granted on approval."""
+    return f", starting at {when(request.starts_at)}" if request.starts_at is not None else ""
+
+
+def scheduled(request: AccessRequest) -> bool:
+    """Whether the request waits for its scheduled start: approved, its grant not begun."""
+    return request.starts_at is not None and request.grant_started_at is None and request.status == Status.APPROVED
 
 
 def _fields(request: AccessRequest, ticket: Ticket | None) -> list[dict[str, str]]:
@@ -178,7 +188,8 @@ def progress(request: AccessRequest, votes: list[Vote]) -> str:
         return f"Acknowledged by {mention(ack)}." if ack else ":warning: Needs acknowledgement by an approver."
     if request.auto_approved:
         return ":robot_face: Auto-approved (within the catalog's auto_approve limit)."
-    return f":white_check_mark: Approved by {who or _mentions(request.decided_by)}."
+    approved_by = f":white_check_mark: Approved by {who or _mentions(request.decided_by)}"
+    return approved_by + (f"; starts at {when(request.starts_at)}." if scheduled(request) else ".")
 
 
 def _because(reason: str | None) -> str:
@@ -188,7 +199,7 @@ def _because(reason: str | None) -> str:
 def requester_text(request: AccessRequest, event: str, note: str | None = None) -> str:
     """The DM the requester gets at each step (an operator's note, such as a revoke reason, appended)."""
     text = _requester_text(request, event)
-    if request.filed_by and event in ("filed", "approved"):
+    if request.filed_by and event in ("filed", "approved", "scheduled"):
         text += f" {mention(request.filed_by)} filed it for you."
     if event == "ended" and request.status == Status.REVOKED and request.ended_by:
         text = text.removesuffix(".") + f" by {mention(request.ended_by)}."
@@ -203,8 +214,10 @@ def filer_copy(request: AccessRequest, text: str) -> str:
 def _requester_text(request: AccessRequest, event: str) -> str:
     name = f"*{request.resource}* (request #{request.id})"
     texts = {
-        "filed": f"Your request for {name} for {duration_of(request)} is waiting for approval.",
+        "filed": f"Your request for {name} for {duration_of(request)}{starting(request)} is waiting for approval.",
         "approved": f"Your request for {name} was approved by {_mentions(request.decided_by)}; granting it now.",
+        "scheduled": f"Your request for {name} was approved by {_mentions(request.decided_by)}; it starts at "
+        f"{when(request.starts_at)}, for {duration_of(request)} from then. You can still cancel it until then.",
         "denied": f"Your request for {name} was denied by {_mentions(request.decided_by)}"
         + _because(request.deny_reason),
         "active": f"You now have {name} until {when(request.expires_at)}." + _how_to_use(request),
@@ -279,6 +292,8 @@ def line(request: AccessRequest, now: datetime) -> str:
     """One line per request in lists: id, resource, state, and time left or duration."""
     state = request.status.replace("_", " ")
     extra = left(request, now) if request.status == Status.ACTIVE else duration_of(request)
+    if request.starts_at is not None and request.status in (Status.PENDING, Status.APPROVED):
+        extra += f", starts {when(request.starts_at)}"
     pending_extension = " (extension waiting)" if request.extension_seconds is not None else ""
     return f"#{request.id} *{request.resource}* — {state}, {extra}{pending_extension}"
 
@@ -297,9 +312,10 @@ HELP = """*accessbot* gives you time-limited AWS access after an approval.
 • `/access` or `/access request` — open a form to ask for access
 • `/access request <resource> <duration> <reason…>` — e.g. `/access request deploy-admins 1h deploy fix`
 • `/access request <resource> <duration> for=@someone <reason…>` — for a teammate (approvers, delegates)
+• `/access request <resource> <duration> start=<when> <reason…>` — later: `+30m`, `14:00` (your zone), ISO
 • `/access list` — your requests and grants, with time left
 • `/access pending` — requests waiting for your approval
-• `/access cancel <id>` — withdraw a pending request
+• `/access cancel <id>` — withdraw a pending request (or an approved one before its start)
 • `/access revoke <id>` — end your grant (or, as an approver, someone's) now
 • `/access extend <id> <duration>` — ask for more time on an active grant
 • `/access catalog` — what you may request

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import tzinfo
 from typing import Any
 
 from slack_sdk import WebClient
@@ -15,6 +16,7 @@ from bot.catalog.tickets import Ticket
 from bot.errors import UserError
 from bot.metrics import Metrics
 from bot.slack import messages
+from bot.starts import zone_of
 from bot.store.models import AccessRequest, Vote
 from bot.workflow.base import Alert
 
@@ -160,7 +162,27 @@ class SlackDirectory:
         self._metrics = metrics
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
         self._emails: dict[str, tuple[float, str]] = {}  # user ID -> (read at, email)
+        self._zones: dict[str, tuple[float, tzinfo]] = {}  # user ID -> (read at, time zone)
         self._lock = threading.Lock()
+
+    def tz_of(self, user: str) -> tzinfo:
+        """The user's Slack time zone (`tz`, else `tz_offset`), remembered for EMAIL_CACHE_SECONDS; UTC when
+        Slack cannot say, so that a start is still read the same way for everyone."""
+        with self._lock:
+            cached = self._zones.get(user)
+        if cached and time.monotonic() - cached[0] < EMAIL_CACHE_SECONDS:
+            return cached[1]
+        try:
+            answer = self._client.users_info(user=user)
+        except (SlackApiError, OSError) as exc:
+            self._metrics.slack_failures.labels(method="users_info").inc()
+            log.warning("Slack users.info failed: %s", _error_of(exc))
+            return zone_of(None)
+        found = answer.get("user") or {}
+        zone = zone_of(found.get("tz"), found.get("tz_offset"))
+        with self._lock:
+            self._zones[user] = (time.monotonic(), zone)
+        return zone
 
     def email_of(self, user: str) -> str | None:
         """The user's profile email, or None; an email found is remembered for EMAIL_CACHE_SECONDS."""

@@ -74,9 +74,21 @@ def request_view(catalog: Catalog, names: list[str]) -> View:
         [
             _input("resource", "Resource", {"type": "static_select", "options": options}),
             _input("duration", "Duration", _text(initial=default, max_length=20), "e.g. 30m, 2h, 1h30m"),
+            _optional(
+                _input(
+                    "start",
+                    "Start (optional)",
+                    _text(max_length=40),
+                    "Leave empty to start on approval; or +30m, 14:00 (your time zone), 2026-12-01T09:00",
+                )
+            ),
             _input("reason", "Reason", _text(multiline=True), _ticket_hint(catalog, names)),
         ],
     )
+
+
+def _optional(block: dict[str, Any]) -> dict[str, Any]:
+    return {**block, "optional": True}
 
 
 def _ticket_hint(catalog: Catalog, names: list[str]) -> str | None:

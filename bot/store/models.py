@@ -100,6 +100,8 @@ class AccessRequest(SQLModel, table=True):
     claimed_until: datetime | None = None
     # The Slack submission (slash command trigger, modal view) it was filed from: a retry files nothing new.
     submission: str | None = Field(default=None, max_length=128)
+    # A scheduled start (`start=`): the grant is owed from this moment, not from the approval.
+    starts_at: datetime | None = None
 
 
 class Vote(SQLModel, table=True):

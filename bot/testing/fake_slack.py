@@ -12,9 +12,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlparse
+from zoneinfo import ZoneInfo
 
 Where = Callable[["Call"], bool]
 
@@ -71,8 +73,11 @@ class FakeSlack:
         emails: dict[str, str] | None = None,
         usergroups: dict[str, list[str]] | None = None,
         observer: Callable[[Call], None] | None = None,
+        timezones: dict[str, str] | None = None,
     ) -> None:
         self.emails: dict[str, str] = dict(emails or {})
+        # users.info's `tz` (an IANA name) per user; a user not listed is in UTC, as Slack's default.
+        self.timezones: dict[str, str] = dict(timezones or {})
         self.usergroups: dict[str, list[str]] = dict(usergroups or {})
         self.failures: dict[str, str] = {}  # method -> the `error` Slack answers it with
         self.held: dict[str, threading.Event] = {}  # method -> released when its calls may be answered
@@ -146,7 +151,12 @@ class FakeSlack:
         if method == "users.info":
             user = str(args.get("user", ""))
             profile = {"email": self.emails[user]} if user in self.emails else {}
-            return {"ok": True, "user": {"id": user, "profile": profile}}
+            tz = self.timezones.get(user, "UTC")
+            offset = ZoneInfo(tz).utcoffset(datetime.now(UTC)) or timedelta(0)
+            return {
+                "ok": True,
+                "user": {"id": user, "profile": profile, "tz": tz, "tz_offset": int(offset.total_seconds())},
+            }
         if method == "usergroups.users.list":
             return {"ok": True, "users": self.usergroups.get(str(args.get("usergroup")), [])}
         if method == "views.open":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -69,10 +69,14 @@ class Notifier(Protocol):
 
 
 class Directory(Protocol):
-    """Slack's view of people: user-group members."""
+    """Slack's view of people: user-group members and time zones."""
 
     def expand(self, ids: frozenset[str]) -> frozenset[str]:
         """User IDs, with user-group IDs replaced by their members."""
+        ...
+
+    def tz_of(self, user: str) -> tzinfo:
+        """The user's time zone in Slack (UTC when Slack does not say)."""
         ...
 
 
@@ -115,6 +119,7 @@ def _aws_times(row: AccessRequest) -> dict[str, Any]:
         "extension_approved_at": row.extension_approved_at,
         "lift_at": row.sessions_denied_until,
         "retry_at": row.retry_at,
+        "starts_at": row.starts_at,
     }
 
 

@@ -12,6 +12,7 @@ from bot.domain.audit import AuditAction
 from bot.domain.lifecycle import Status
 from bot.durations import DurationError, format_duration, parse_duration
 from bot.errors import UserError
+from bot.starts import StartError, check_start, parse_start
 from bot.store import queries
 from bot.store.models import AccessRequest
 from bot.workflow.context import Context
@@ -143,3 +144,17 @@ def deciders(request: AccessRequest) -> list[str]:
 
 def short(text: str) -> str:
     return text if len(text) <= 40 else text[:40] + "…"
+
+
+def scheduled_start(ctx: Context, start: str, who: str, item: AnyResource, *, break_glass: bool) -> datetime:
+    """The moment `start=` names, read in `who`'s Slack time zone; UserError unless it is to come, within
+    the resource's max_start_ahead."""
+    if break_glass:
+        raise UserError("Break-glass access starts at once; it takes no start=.", field="start")
+    now = ctx.clock()
+    try:
+        moment = parse_start(start, now, ctx.directory.tz_of(who))
+        check_start(moment, now, item.max_start_ahead)
+    except StartError as exc:
+        raise UserError(str(exc), field="start") from exc
+    return moment

@@ -35,6 +35,11 @@ class ExtensionService:
             item = self.ctx.catalog.resource(request.resource)
             if actor != request.requester_id:
                 raise UserError(f"Only the requester can extend request #{request_id}.")
+            if request.status in (Status.PENDING, Status.APPROVED) and request.starts_at is not None:
+                raise UserError(
+                    f"Request #{request_id} has not started yet (it starts at {request.starts_at:%Y-%m-%d %H:%M} "
+                    "UTC); only active grants extend. Cancel it and ask again for the duration you need."
+                )
             if request.status != Status.ACTIVE or item is None:
                 raise UserError(
                     f"Request #{request_id} is {request.status.replace('_', ' ')}; only active grants extend."

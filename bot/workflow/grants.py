@@ -279,6 +279,8 @@ class GrantService:
             row = self.ctx.locked(request_id, session)
             if row.status != Status.APPROVED or row.end_requested_at is not None:
                 return None
+            if row.starts_at is not None and now < row.starts_at:
+                return None  # never before a scheduled start (the schedule owes nothing until then)
             row.grant_started_at = now
             row.expires_at = now + timedelta(seconds=row.duration_seconds)
             row.target_arn = spec.target_arn

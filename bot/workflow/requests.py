@@ -73,10 +73,12 @@ class RequestService:
         break_glass: bool = False,
         submission: str | None = None,
         filed_by: str | None = None,
+        start: str | None = None,
     ) -> Filed:
         """Validate and store a new request; raise UserError (naming the field) for any bad input.
 
         `requester` gets the access; `filed_by` is whoever filed it on their behalf (None: the requester did).
+        `start` (`+30m`, `14:00`, ISO 8601) schedules the start, read in the Slack time zone of whoever filed it.
         `submission` identifies the Slack submission it came from: a retry of it, or a second click on the
         same form, returns the request the first one filed (`new` false) instead of filing another.
         """
@@ -84,7 +86,8 @@ class RequestService:
             return Filed(earlier, new=False)
         try:
             filer = filed_by if filed_by != requester else None  # `for=` oneself is an ordinary request
-            return Filed(self._file(requester, resource, duration, reason, break_glass, submission, filer), new=True)
+            filed = self._file(requester, resource, duration, reason, break_glass, submission, filer, start)
+            return Filed(filed, new=True)
         except IntegrityError:
             # Two deliveries of one submission raced past the check above; the unique index kept one.
             earlier = self.filed_from(submission) if submission is not None else None
@@ -116,6 +119,7 @@ class RequestService:
         break_glass: bool,
         submission: str | None,
         filed_by: str | None = None,
+        start: str | None = None,
     ) -> AccessRequest:
         item = self.ctx.catalog.resource(resource)
         if filed_by is not None:
@@ -124,6 +128,9 @@ class RequestService:
             self._unknown(requester, resource)
         assert item is not None  # _ensure_may_file_for and _unknown raise for an unknown resource
         wanted, reason = self._checked(item, resource, duration, reason, break_glass)
+        starts_at = None
+        if start is not None:
+            starts_at = checks.scheduled_start(self.ctx, start, filed_by or requester, item, break_glass=break_glass)
         # For the Identity Center kinds `user` is the Identity Store user (UserName, UserId): stored in the
         # iam_user / iam_user_arn columns, which hold the principal a grant names, whichever kind it is.
         user = self.ctx.identity.resolve(requester, item.kind)
@@ -153,11 +160,14 @@ class RequestService:
                 created_at=now,
                 updated_at=now,
                 submission=submission,
+                starts_at=starts_at,
             )
             session.add(request)
             session.flush()
             # The actor is who filed it; `for` names the beneficiary when that is someone else.
             on_behalf: dict[str, Any] = {"for": requester} if filed_by is not None else {}
+            if starts_at is not None:
+                on_behalf["starts_at"] = starts_at.isoformat()
             queries.record_audit(
                 session=session,
                 actor=filed_by or requester,
@@ -196,7 +206,9 @@ class RequestService:
                 # A vote landed before the message existed: bring the message up to date now.
                 self.ctx.notifier.request_changed(row, votes)
             request.approval_channel, request.approval_ts = where
-        if request.status == Status.APPROVED:
+        if request.status == Status.APPROVED and self._waits_for_start(request):
+            self.ctx.notifier.tell_requester(request, "scheduled")  # the scheduler grants it at the start
+        elif request.status == Status.APPROVED:
             self.ctx.notifier.tell_requester(request, "approved")
             if request.break_glass:
                 self.ctx.to_audit_channel(request, "break_glass")
@@ -235,6 +247,8 @@ class RequestService:
                 self._approve(session, request, ", ".join(approved_by), now, how="approvers")
             else:
                 checks.record_vote(session, request, actor, approved_by, now)
+        if request.status == Status.APPROVED and self._waits_for_start(request, now):
+            self.ctx.notify_due(request)  # approved ahead of its start: the scheduler wakes at the start
         return request
 
     def check_vote(self, *, request_id: int, actor: str, round: int | None) -> AccessRequest:
@@ -279,6 +293,8 @@ class RequestService:
         if request.status == Status.DENIED:
             self.ctx.notifier.tell_requester(request, "denied")
             self.ctx.to_audit_channel(request, "denied")
+        elif request.status == Status.APPROVED and self._waits_for_start(request):
+            self.ctx.notifier.tell_requester(request, "scheduled")  # the scheduler grants it at the start
         elif request.status == Status.APPROVED:
             self.ctx.notifier.tell_requester(request, "approved")
             self._grants.advance(request_id, claim, loaded=request)
@@ -288,17 +304,22 @@ class RequestService:
             self.ctx.notifier.tell_requester(request, "extension_denied")
 
     def cancel(self, *, request_id: int, actor: str) -> AccessRequest:
-        """Withdraw a pending request (its requester only)."""
+        """Withdraw a pending request, or an approved one before its scheduled start (its requester only)."""
         now = self.ctx.clock()
         with session_scope(self.ctx.engine) as session:
             request = self.ctx.locked(request_id, session)
             decision = policy.may_cancel(
-                actor=actor, requester=request.requester_id, status=Status(request.status), filed_by=request.filed_by
+                actor=actor,
+                requester=request.requester_id,
+                status=Status(request.status),
+                filed_by=request.filed_by,
+                not_started=self._waits_for_start(request, now),
             )
             if not decision.allowed:
                 raise UserError(checks.refusal(decision, request, verb="cancel"), people=checks.deciders(request))
+            if request.status == Status.PENDING:
+                request.decided_by, request.decided_at = actor, now  # an approved one keeps who approved it
             self.ctx.move(session, request, Status.CANCELLED, actor, now)
-            request.decided_by, request.decided_at = actor, now
             self.ctx.reschedule(request)
             votes = self.ctx.votes(request, session)
         self.ctx.notifier.request_changed(request, votes)
@@ -391,7 +412,18 @@ class RequestService:
         if decision.reason is policy.Reason.BENEFICIARY_NOT_A_REQUESTER:
             raise UserError(f"<@{beneficiary}> may not request {resource} (it is limited to its requesters).")
 
+    def _waits_for_start(self, request: AccessRequest, now: datetime | None = None) -> bool:
+        """Whether the request has a scheduled start still to come, and no grant begun."""
+        return (
+            request.starts_at is not None
+            and request.grant_started_at is None
+            and (now or self.ctx.clock()) < request.starts_at
+        )
+
     def _approve(self, session: Session, request: AccessRequest, actor: str, now: datetime, *, how: str) -> None:
         self.ctx.move(session, request, Status.APPROVED, actor, now, how=how)
         request.decided_by, request.decided_at = actor, now
-        self.ctx.claim_now(request, now)
+        if self._waits_for_start(request, now):
+            self.ctx.reschedule(request)  # nothing is owed before the start; the scheduler grants it then
+        else:
+            self.ctx.claim_now(request, now)

@@ -540,6 +540,9 @@ class LockProbe:
         self.seen_locked.append(self._row_locked())
         return self._inner.expand(ids)  # type: ignore[no-any-return]
 
+    def tz_of(self, user: str) -> Any:
+        return self._inner.tz_of(user)
+
     def _row_locked(self) -> bool:
         import psycopg
 

@@ -27,6 +27,9 @@ SPEC_ARROWS = {
     # revoke comes before anything was applied, the request ends without ever being active (nothing was
     # granted, so it must not show as active); once AWS has the grant it goes active -> revoked as usual.
     (S.APPROVED, S.REVOKED),
+    # Issue 15 (scheduled start): "Cancel works until the start" — an approved request whose start is still to
+    # come, nothing granted yet, may be withdrawn by its requester.
+    (S.APPROVED, S.CANCELLED),
 }
 SPEC_FINAL = {S.EXPIRED, S.REVOKED, S.DENIED, S.CANCELLED, S.TIMED_OUT, S.FAILED}
 

@@ -70,8 +70,8 @@ def test_for_mistakes_are_named(text: str, phrase: str) -> None:
 
 
 def test_an_unknown_option_lists_the_known_ones() -> None:
-    with pytest.raises(UserError, match=r"the options are for=\. Usage: /access request <resource> <duration>"):
-        parse_command("request deploy-admins 1h start=9am hotfix")
+    with pytest.raises(UserError, match=r"the options are for=, start=\. Usage: /access request <resource> <duration>"):
+        parse_command("request deploy-admins 1h until=9am hotfix")
 
 
 @given(user=st.from_regex(r"[UW][A-Z0-9]{2,20}", fullmatch=True), name=st.from_regex(r"[a-z.]{0,30}", fullmatch=True))
