@@ -6,13 +6,42 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from string import Formatter
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 MAX_PATTERN = 200
 # Python's `re` has no timeout. What bounds a search: the reason (at most 500 characters, checked before
-# any search), the pattern's length, and refusing at load the classic runaway shape, a repeated group that
-# itself repeats (`(a+)+`, `(\w*\s?)*`), which backtracks exponentially on a near miss.
-NESTED_REPEAT = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)[+*{]")
+# any search), the pattern's length, and its shape, read from the parsed pattern at load: no repeat inside
+# a repeated part at any depth (`(a+)+`, `((a)+)+b`, `(\w*\s?)*` backtrack exponentially on a near miss),
+# and at most MAX_OPEN_REPEATS unbounded repeats in all (`\w*\w*\w*\w*#` is polynomial but still slow).
+MAX_OPEN_REPEATS = 3
+_REPEATS = ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+
+
+def _shape(parsed: Any, inside_repeat: bool = False) -> tuple[bool, int]:
+    """(whether any repeat, even `?`, sits inside a repeated part; how many unbounded repeats) of a parsed pattern."""
+    nested, unbounded = False, 0
+    for op, arg in parsed:
+        if str(op) in _REPEATS:
+            _low, high, body = arg
+            nested |= inside_repeat
+            unbounded += high == re._constants.MAXREPEAT  # type: ignore[attr-defined]
+            children, inside = [body], inside_repeat or high != 1
+        else:
+            children, inside = list(_subpatterns(arg)), inside_repeat
+        for child in children:
+            child_nested, child_unbounded = _shape(child, inside)
+            nested, unbounded = nested or child_nested, unbounded + child_unbounded
+    return nested, unbounded
+
+
+def _subpatterns(arg: Any) -> Any:
+    """The parsed sub-patterns inside an operator's argument (groups, branches, lookarounds), at any depth."""
+    if hasattr(arg, "data"):  # a parsed sub-pattern
+        yield arg
+    elif isinstance(arg, (list, tuple)):
+        for part in arg:
+            yield from _subpatterns(part)
 
 
 @dataclass(frozen=True)
@@ -33,8 +62,13 @@ def check_pattern(pattern: str) -> str:
         compiled = re.compile(pattern)
     except re.error as exc:
         raise ValueError(f"not a valid regular expression: {exc}") from None
-    if NESTED_REPEAT.search(pattern):
+    nested, unbounded = _shape(re._parser.parse(pattern))  # type: ignore[attr-defined]
+    if nested:
         raise ValueError("a repeated group that itself repeats, like (a+)+, can take exponential time; simplify it")
+    if unbounded > MAX_OPEN_REPEATS:
+        raise ValueError(
+            f"at most {MAX_OPEN_REPEATS} unbounded repeats (+, *, {{n,}}); more can take very long on a near miss"
+        )
     if compiled.search("") is not None or compiled.search(" ") is not None:
         raise ValueError(f"'{pattern}' matches an empty reason, so it would require nothing; make it require text")
     return pattern

@@ -151,7 +151,7 @@ def scheduled(request: AccessRequest) -> bool:
 def _fields(request: AccessRequest, ticket: Ticket | None) -> list[dict[str, str]]:
     fields = [
         {"type": "mrkdwn", "text": f"*Reason*\n{escape(request.reason)}"},
-        {"type": "mrkdwn", "text": f"*{principal_label(request)}*\n{request.iam_user}"},
+        {"type": "mrkdwn", "text": f"*{principal_label(request)}*\n{escape(request.iam_user)}"},
     ]
     if ticket:
         fields.insert(1, {"type": "mrkdwn", "text": f"*Ticket*\n{ticket_link(ticket)}"})

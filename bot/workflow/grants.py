@@ -26,6 +26,7 @@ from bot.errors import UserError
 from bot.store import queries
 from bot.store.db import session_scope
 from bot.store.models import AccessRequest
+from bot.workflow import checks
 from bot.workflow.base import SYSTEM, log
 from bot.workflow.context import Context
 from bot.workflow.ending import Ends
@@ -181,6 +182,16 @@ class GrantService:
             try:
                 if self.ctx.catalog.resource(request.resource) is None:
                     raise AwsError(f"{request.resource} is no longer in the catalog", operation="catalog")
+                if request.starts_at is not None and not checks.may_request(
+                    self.ctx, request.requester_id, request.resource
+                ):
+                    # Approved days ahead: who may request it is asked again at the start, not taken as read.
+                    raise AwsError(
+                        f"{request.requester_id} may no longer request {request.resource} (the catalog's requesters "
+                        "changed since it was approved), so nothing was granted",
+                        operation="catalog",
+                        code="NoLongerAllowed",
+                    )
                 self._refuse_if_held_elsewhere(request, granter, spec)
                 spec = replace(spec, target_arn=granter.locate(spec))
             except AwsError as exc:

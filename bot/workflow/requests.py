@@ -185,7 +185,8 @@ class RequestService:
             if break_glass:
                 request.break_glass = True
                 self._approve(session, request, requester, now, how="break_glass")
-            elif checks.auto_approvable(session, requester, item, wanted, now):
+            elif filed_by is None and checks.auto_approvable(session, requester, item, wanted, now):
+                # Filed for someone else, it always waits for a person: nobody puts access on a teammate unasked.
                 request.auto_approved = True
                 self._approve(session, request, SYSTEM, now, how="auto_approve")
             else:

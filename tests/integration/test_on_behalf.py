@@ -48,6 +48,7 @@ resources:
     kind: iam_role
     role_arn: arn:aws:iam::123456789012:role/prod-readonly
     approvers: [platform]
+    auto_approve: {max_duration: 1h}
 """
 ALICE, BOB, CAROL, DAVE, ERIN, MALLORY = "U0ALICE", "U0BOB", "U0CAROL", "U0DAVE", "U0ERIN", "U0MALLORY"
 
@@ -148,3 +149,11 @@ def test_the_audit_trail_names_both(
     exported = operator("audit", "export", "--format", "jsonl")
     record = next(json.loads(line) for line in exported.out.splitlines() if '"submitted"' in line)
     assert (record["actor"], record["details"]["for"]) == (DAVE, ALICE)
+
+
+def test_a_request_filed_for_someone_else_is_never_auto_approved(bot: Bot, slack: FakeSlack) -> None:
+    assert "auto-approved" in bot.ask(ALICE, "request prod-readonly 10m her own look")  # auto-approvable
+    said = bot.ask(BOB, "request prod-readonly 10m for=<@U0ALICE> a look for her")
+    assert "is waiting for approval" in said, said
+    row = bot.request(2)
+    assert row is not None and row.status == "pending" and not row.auto_approved and row.filed_by == BOB

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from bot.domain.audit import AuditAction
 from bot.starts import parse_start
 from tests.conftest import Bot, wait_until
-from tests.integration.flows import approval_update, approve, dm_containing, file_request
+from tests.integration.flows import approval_update, approve, catalog_with, dm_containing, file_request
 from tests.support.aws import World, members
 from tests.support.fake_slack import FakeSlack
 
@@ -135,3 +136,30 @@ def test_the_form_takes_an_optional_start(bot: Bot, slack: FakeSlack) -> None:
     assert bot.sender.submit_view(ALICE, form, late).status_code == 200
     assert "at most 7d ahead" in dm_containing(slack, ALICE, "ahead")
     assert bot.count() == 1
+
+
+TEAM_ONLY = """
+  team-admins:
+    kind: iam_group
+    group_name: deploy-admins
+    approvers: [platform]
+    requesters: [S0TEAM]
+"""
+
+
+def test_who_may_request_is_asked_again_at_the_start(
+    make_bot: Callable[..., Bot], catalog_file: Path, slack: FakeSlack, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.slack import notify
+
+    monkeypatch.setattr(notify, "GROUP_CACHE_SECONDS", 0.0)  # read the user group afresh each time
+    slack.usergroups["S0TEAM"] = ["U0ALICE"]
+    catalog_file.write_text(catalog_with(TEAM_ONLY))
+    bot = make_bot()
+    request_id = file_request(bot, "U0ALICE", "request team-admins 1h start=+3s release")
+    approve(bot, request_id)
+    wait_until(lambda: bot.status(request_id) == "approved")
+    slack.usergroups["S0TEAM"] = []  # Alice left the team after the approval, before the start
+    failed = bot.wait_status(request_id, "failed", timeout=10)
+    assert "may no longer request team-admins" in (failed.last_error or "")
+    assert "alice" not in members(world.iam, "deploy-admins")

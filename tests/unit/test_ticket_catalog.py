@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.catalog import parse_catalog
-from bot.catalog.tickets import Ticket, find_ticket
+from bot.catalog.tickets import Ticket, check_pattern, find_ticket
 from bot.errors import ConfigError
 from tests.unit.test_catalog import DELETE, edited
 
@@ -184,3 +184,24 @@ def test_a_catalog_without_ticket_keys_asks_for_no_ticket() -> None:
 )
 def test_find_ticket(pattern: str, reason: str, template: str | None, expected: Ticket | None) -> None:
     assert find_ticket(pattern, reason, template) == expected
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"(([A-Z]+)-?)+\d+",  # looks like a ticket pattern; exponential on "AAAA…!" (a repeat in a repeat, nested)
+        r"((a)+)+b",
+        r"(?:(?:\w)+)+#",
+        r"(\w*\s?)*x",
+        r"(x|(a+)+)",  # inside a branch
+        r"\w*\w*\w*\w*#",  # polynomial, but four unbounded repeats
+    ],
+)
+def test_a_pattern_that_can_run_away_is_refused_at_load(pattern: str) -> None:
+    with pytest.raises(ValueError, match="repeat"):
+        check_pattern(pattern)
+
+
+@pytest.mark.parametrize("pattern", [r"[A-Z]+-[0-9]+", r"(?:INC|OPS)-\d+", r"[A-Z]{2,10}-\d+", r"(?:INC-)?\d{3,}"])
+def test_ordinary_ticket_patterns_are_accepted(pattern: str) -> None:
+    assert check_pattern(pattern) == pattern
