@@ -34,6 +34,9 @@ class IamUser:
     arn: str
 
 
+AMBIGUOUS = IamUser(name="", arn="")  # the index's answer for an email several IAM users are tagged with
+
+
 class IdentityResolver:
     """Finds the IAM user behind a Slack user; `email_of` asks Slack for the profile email."""
 
@@ -159,6 +162,8 @@ class IdentityResolver:
             ) from None
         if user is None:
             raise UserError(f"No IAM user has the tag {tag}; ask an admin to tag your IAM user.")
+        if user is AMBIGUOUS:
+            raise UserError(f"More than one IAM user has the tag {tag}; ask an admin to keep it on yours only.")
         return user
 
 
@@ -199,5 +204,7 @@ def _by_email(users: Iterable[Tagged], tag_key: str) -> dict[str, IamUser]:
     for user, tags in users:
         for tag in tags:
             if tag["Key"] == tag_key:
-                found[str(tag["Value"]).lower()] = IamUser(name=str(user["UserName"]), arn=str(user["Arn"]))
+                email, named = str(tag["Value"]).lower(), IamUser(name=str(user["UserName"]), arn=str(user["Arn"]))
+                # Two users tagged with one email: neither is picked (anyone who may tag a user could claim it).
+                found[email] = AMBIGUOUS if email in found and found[email] != named else named
     return found

@@ -273,3 +273,12 @@ def test_an_mfa_device_is_remembered_and_its_absence_is_not(bot: Bot, world: Wor
     )
     assert [identity.has_mfa(alice) for _ in range(3)] == [True, True, True]
     assert calls.count("ListMFADevices") == 3
+
+
+def test_an_email_two_iam_users_are_tagged_with_matches_neither(make_bot: Callable[..., Bot], world: World) -> None:
+    # Whoever may tag an IAM user could otherwise claim someone else's email: refuse rather than pick one.
+    world.iam.create_user(UserName="impostor", Tags=[{"Key": "email", "Value": "alice@example.com"}])
+    bot = make_bot()
+    said = bot.ask("U0ALICE", "request deploy-admins 1h hotfix")
+    assert "More than one IAM user has the tag email=alice@example.com" in said, said
+    assert bot.count() == 0
