@@ -161,34 +161,26 @@ class SlackDirectory:
         self._client = client
         self._metrics = metrics
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
-        self._emails: dict[str, tuple[float, str]] = {}  # user ID -> (read at, email)
-        self._zones: dict[str, tuple[float, tzinfo]] = {}  # user ID -> (read at, time zone)
+        self._users: dict[str, tuple[float, dict[str, Any]]] = {}  # user ID -> (read at, users.info's user)
         self._lock = threading.Lock()
 
     def tz_of(self, user: str) -> tzinfo:
-        """The user's Slack time zone (`tz`, else `tz_offset`), remembered for EMAIL_CACHE_SECONDS; UTC when
-        Slack cannot say, so that a start is still read the same way for everyone."""
-        with self._lock:
-            cached = self._zones.get(user)
-        if cached and time.monotonic() - cached[0] < EMAIL_CACHE_SECONDS:
-            return cached[1]
-        try:
-            answer = self._client.users_info(user=user)
-        except (SlackApiError, OSError) as exc:
-            self._metrics.slack_failures.labels(method="users_info").inc()
-            log.warning("Slack users.info failed: %s", _error_of(exc))
-            return zone_of(None)
-        found = answer.get("user") or {}
-        zone = zone_of(found.get("tz"), found.get("tz_offset"))
-        with self._lock:
-            self._zones[user] = (time.monotonic(), zone)
-        return zone
+        """The user's Slack time zone (`tz`, else `tz_offset`); UTC when Slack cannot say, so that a start is
+        still read the same way for everyone."""
+        found = self._user(user, still_good=lambda _known: True)
+        return zone_of(found.get("tz"), found.get("tz_offset")) if found is not None else zone_of(None)
 
     def email_of(self, user: str) -> str | None:
-        """The user's profile email, or None; an email found is remembered for EMAIL_CACHE_SECONDS."""
+        """The user's profile email, or None (asked again next time: the profile may gain one)."""
+        found = self._user(user, still_good=lambda known: bool(_email(known)))
+        return _email(found) if found is not None else None
+
+    def _user(self, user: str, *, still_good: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+        """One `users.info` answer for every question about a person, remembered for EMAIL_CACHE_SECONDS
+        while `still_good` holds; None when Slack fails (not remembered)."""
         with self._lock:
-            cached = self._emails.get(user)
-        if cached and time.monotonic() - cached[0] < EMAIL_CACHE_SECONDS:
+            cached = self._users.get(user)
+        if cached and time.monotonic() - cached[0] < EMAIL_CACHE_SECONDS and still_good(cached[1]):
             return cached[1]
         try:
             answer = self._client.users_info(user=user)
@@ -196,13 +188,10 @@ class SlackDirectory:
             self._metrics.slack_failures.labels(method="users_info").inc()
             log.warning("Slack users.info failed: %s", _error_of(exc))
             return None
-        profile = (answer.get("user") or {}).get("profile") or {}
-        email = profile.get("email")
-        if not email:
-            return None
+        found = dict(answer.get("user") or {})
         with self._lock:
-            self._emails[user] = (time.monotonic(), str(email))
-        return str(email)
+            self._users[user] = (time.monotonic(), found)
+        return found
 
     def expand(self, ids: frozenset[str]) -> frozenset[str]:
         """User IDs, with each user-group ID (S…) replaced by its current members."""
@@ -237,3 +226,8 @@ def _error_of(exc: Exception) -> str:
     if isinstance(exc, SlackApiError):
         return str(exc.response.get("error", "unknown"))
     return type(exc).__name__
+
+
+def _email(user: dict[str, Any]) -> str | None:
+    email = (user.get("profile") or {}).get("email")
+    return str(email) if email else None
