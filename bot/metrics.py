@@ -35,6 +35,12 @@ class Metrics:
         self.slack_failures = Counter(
             "accessbot_slack_failures", "Slack Web API calls that failed", ["method"], registry=self.registry
         )
+        self.slack_given_up = Counter(
+            "accessbot_slack_posts_given_up",
+            "Slack posts the bot owed and gave up on after retrying up to the bound",
+            ["method"],
+            registry=self.registry,
+        )
         self.revoke_lag = Histogram(
             "accessbot_revoke_lag_seconds",
             "Seconds from expires_at until AWS accepted the revoke",
@@ -48,6 +54,40 @@ class Metrics:
     def watch_active_grants(self, count: Callable[[], Mapping[str, int]]) -> None:
         """Export accessbot_active_grants{kind}, computed by `count` at every scrape."""
         self.registry.register(_ActiveGrants(count))
+
+    def watch_outbox(self, owed: Callable[[], tuple[int, float]]) -> None:
+        """Export the Slack posts owed and the age of the oldest, read by `owed` at every scrape."""
+        self.registry.register(_Outbox(owed))
+
+
+class _Outbox(Collector):
+    """accessbot_slack_outbox_owed and accessbot_slack_outbox_oldest_seconds, read from the database."""
+
+    def __init__(self, owed: Callable[[], tuple[int, float]]) -> None:
+        self._owed = owed
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            count, oldest = self._owed()
+        except Exception:
+            log.warning("could not read the Slack outbox for /metrics", exc_info=True)
+            return
+        yield from self._families(count, oldest)
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families(None, None)
+
+    @staticmethod
+    def _families(count: int | None, oldest: float | None) -> Iterator[Metric]:
+        owed = GaugeMetricFamily("accessbot_slack_outbox_owed", "Slack posts written and not yet taken by Slack")
+        age = GaugeMetricFamily(
+            "accessbot_slack_outbox_oldest_seconds", "Age of the oldest Slack post not yet taken by Slack (0: none)"
+        )
+        if count is not None and oldest is not None:
+            owed.add_metric([], count)
+            age.add_metric([], oldest)
+        yield owed
+        yield age
 
 
 class _ActiveGrants(Collector):

@@ -18,6 +18,7 @@ from bot.aws.identity import IdentityResolver
 from bot.aws.identity_center import StoreUsers
 from bot.background import Background
 from bot.catalog import Catalog, Kind, load_catalog
+from bot.clock import utcnow
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.httpserver import HttpServer
@@ -26,6 +27,7 @@ from bot.reconcile import Reconciler
 from bot.scheduler import ExpiryScheduler
 from bot.slack.app import build_app
 from bot.slack.notify import SlackDirectory, SlackNotifier
+from bot.slack.outbox import Outbox
 from bot.store import queries
 from bot.store.db import session_scope
 from bot.web import WebApp
@@ -55,6 +57,7 @@ class Runtime:
     scheduler: ExpiryScheduler | None
     bolt: App
     background: Background
+    outbox: Outbox
     http: HttpServer | None = None
     socket_mode: SocketModeHandler | None = None
 
@@ -77,9 +80,18 @@ class Runtime:
         center = identity_center(aws, catalog)
         granters = build_granters(aws, center)
         client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=10)
-        notifier = SlackNotifier(
-            client, metrics, tickets=lambda request: catalog.ticket_of(request.resource, request.reason)
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        tuning = tuning or Tuning(lease=timedelta(seconds=settings.accessbot_lease_seconds))
+        outbox = Outbox(
+            engine,
+            client,
+            metrics,
+            owner=owner,
+            tuning=tuning,
+            tickets=lambda request: catalog.ticket_of(request.resource, request.reason),
         )
+        metrics.watch_outbox(lambda: posts_owed(engine))
+        notifier = SlackNotifier(client, metrics, outbox)
         directory = SlackDirectory(client, metrics)
         workflow = Workflow(
             engine=engine,
@@ -90,9 +102,9 @@ class Runtime:
             ),
             notifier=notifier,
             directory=directory,
-            owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+            owner=owner,
             metrics=metrics,
-            tuning=tuning or Tuning(lease=timedelta(seconds=settings.accessbot_lease_seconds)),
+            tuning=tuning,
         )
         background = Background()
         bolt = build_app(
@@ -125,6 +137,7 @@ class Runtime:
             scheduler=expiry if runs_scheduler else None,
             bolt=bolt,
             background=background,
+            outbox=outbox,
         )
         return runtime
 
@@ -163,6 +176,7 @@ class Runtime:
             log.warning("accessbot could not open its Socket Mode connection yet; retrying")
 
     def _start_jobs(self) -> None:
+        self.outbox.start()  # resends what Slack refused, this process's or one that stopped
         if self.scheduler is not None:
             self.scheduler.start()
         self.workflow.ctx.identity.start()  # read the email index now, not on the first request
@@ -180,7 +194,15 @@ class Runtime:
             self.scheduler.stop()
         self.workflow.ctx.identity.stop()
         self.workflow.close()
+        self.outbox.stop()  # a moment to send what is queued; the rest waits in the table for the next process
         self.workflow.engine.dispose()
+
+
+def posts_owed(engine: Engine) -> tuple[int, float]:
+    """Slack posts owed, and the oldest one's age in seconds (0 when none), read when /metrics is scraped."""
+    with session_scope(engine) as session:
+        count, oldest = queries.posts_owed(session=session)
+    return count, (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
 
 
 def active_grants(engine: Engine) -> dict[str, int]:

@@ -309,8 +309,13 @@ def make_settings(database_url: str, catalog_file: Path, slack: FakeSlack) -> Ca
 def make_bot(make_settings: Callable[..., Settings], world: World, slack: FakeSlack) -> Iterator[Callable[..., Bot]]:
     started: list[Runtime] = []
 
-    def _make(**overrides: Any) -> Bot:
-        tuning = Tuning(retry_base=timedelta(seconds=0.2), lease=timedelta(seconds=5))
+    def _make(*, tuning: Tuning | None = None, **overrides: Any) -> Bot:
+        tuning = tuning or Tuning(
+            retry_base=timedelta(seconds=0.2),
+            lease=timedelta(seconds=5),
+            slack_retry_base=timedelta(seconds=0.2),
+            slack_poll=timedelta(seconds=0.5),
+        )
         runtime = Runtime.build(make_settings(**overrides), tuning=tuning)
         runtime.start(host="127.0.0.1", port=0)
         started.append(runtime)

@@ -295,6 +295,9 @@ def line(request: AccessRequest, now: datetime) -> str:
     if request.starts_at is not None and request.status in (Status.PENDING, Status.APPROVED):
         extra += f", starts {when(request.starts_at)}"
     pending_extension = " (extension waiting)" if request.extension_seconds is not None else ""
+    if request.status == Status.PENDING and not request.approval_ts:
+        # Slack has not taken the approval message yet (the outbox keeps trying): approvers may not know.
+        pending_extension += " — :warning: approval message not posted yet (retrying); approvers may not know"
     return f"#{request.id} *{request.resource}* — {state}, {extra}{pending_extension}"
 
 

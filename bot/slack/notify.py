@@ -11,13 +11,14 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlmodel import Session
 
-from bot.catalog.tickets import Ticket
 from bot.errors import UserError
 from bot.metrics import Metrics
 from bot.slack import messages
+from bot.slack.outbox import Outbox
 from bot.starts import zone_of
-from bot.store.models import AccessRequest, Vote
+from bot.store.models import AccessRequest
 from bot.workflow.base import Alert
 
 log = logging.getLogger(__name__)
@@ -29,75 +30,61 @@ GROUP_STALE_SECONDS = 600.0
 
 
 class SlackNotifier:
-    """Implements workflow.Notifier with the Web API; a failed post is logged, never fatal."""
+    """Implements workflow.Notifier: every post the bot owes goes through the durable outbox.
 
-    def __init__(
-        self, client: WebClient, metrics: Metrics, tickets: Callable[[AccessRequest], Ticket | None] | None = None
-    ) -> None:
+    Answers to a person's own action (an ephemeral reply, a modal, App Home) are sent at once instead: Slack's
+    handle for them (a trigger ID, the moment) expires, and a late answer is worse than none; a failure
+    there is counted and logged.
+    """
+
+    def __init__(self, client: WebClient, metrics: Metrics, outbox: Outbox) -> None:
         self._client = client
         self._metrics = metrics
-        # The ticket in a request's reason, found and linked by the catalog when the message is rendered.
-        self._tickets = tickets or (lambda request: None)
+        self._outbox = outbox
 
-    def request_filed(self, request: AccessRequest, votes: list[Vote]) -> tuple[str, str] | None:
-        """Post the approval message to the resource's approval channel."""
-        ticket = self._tickets(request)
-        answer = self._call(
+    def request_filed(self, request: AccessRequest, *, session: Session | None = None) -> None:
+        """Post the approval message to the resource's approval channel (drawn when sent)."""
+        self._outbox.add(
             "chat_postMessage",
+            {"channel": request.approval_channel},
             about=request.id,
-            channel=request.approval_channel,
-            text=messages.approval_text(request, votes, ticket),
-            blocks=messages.approval_blocks(request, votes, ticket),
-        )
-        if answer is None:
-            return None
-        return str(answer["channel"]), str(answer["ts"])
-
-    def request_changed(self, request: AccessRequest, votes: list[Vote]) -> None:
-        """Update the approval message in place; it loses its buttons once decided."""
-        if not (request.approval_channel and request.approval_ts):
-            return
-        ticket = self._tickets(request)
-        self._call(
-            "chat_update",
-            about=request.id,
-            channel=request.approval_channel,
-            ts=request.approval_ts,
-            text=messages.approval_text(request, votes, ticket),
-            blocks=messages.approval_blocks(request, votes, ticket),
+            render="approval",
+            session=session,
         )
 
-    def tell_requester(self, request: AccessRequest, event: str, note: str | None = None) -> None:
+    def request_changed(self, request: AccessRequest, *, session: Session | None = None) -> None:
+        """Update the approval message in place (drawn when sent); it loses its buttons once decided."""
+        self._outbox.add("chat_update", {}, about=request.id, render="update", session=session)
+
+    def tell_requester(
+        self, request: AccessRequest, event: str, note: str | None = None, *, session: Session | None = None
+    ) -> None:
         """DM the requester (with buttons where the step has any), and a copy to whoever filed it for them."""
         blocks = messages.requester_blocks(request, event)
         text = messages.requester_text(request, event, note)
+        args: dict[str, Any] = {"channel": request.requester_id, "text": text}
         if blocks:
-            self._call("chat_postMessage", about=request.id, channel=request.requester_id, text=text, blocks=blocks)
-        else:
-            self.direct(request.requester_id, text, request.id)
+            args["blocks"] = blocks
+        self._outbox.add("chat_postMessage", args, about=request.id, session=session)
         if request.filed_by:
-            self.direct(request.filed_by, messages.filer_copy(request, text), request.id)
+            self.direct(request.filed_by, messages.filer_copy(request, text), request.id, session=session)
 
-    def revoked_early(self, request: AccessRequest) -> None:
+    def revoked_early(self, request: AccessRequest, *, session: Session | None = None) -> None:
         """Say under the approval message who ended the grant early."""
-        self._in_thread(request, messages.revoked_early_text(request))
+        self._in_thread(request, messages.revoked_early_text(request), session=session)
 
     def remind(self, request: AccessRequest, approvers: Sequence[str], *, escalated: bool) -> None:
         """Remind the approvers under the approval message (escalated: the escalation contacts too)."""
         self._in_thread(request, messages.reminder_text(request, approvers, escalated=escalated))
 
-    def nag_acknowledgement(self, request: AccessRequest) -> None:
+    def nag_acknowledgement(self, request: AccessRequest, *, session: Session | None = None) -> None:
         """Say under the break-glass message that nobody acknowledged it yet."""
-        self._in_thread(request, messages.acknowledgement_nag_text(request))
+        self._in_thread(request, messages.acknowledgement_nag_text(request), session=session)
 
-    def _in_thread(self, request: AccessRequest, text: str) -> None:
-        self._call(
-            "chat_postMessage",
-            about=request.id,
-            channel=request.approval_channel,
-            thread_ts=request.approval_ts,
-            text=text,
-        )
+    def _in_thread(self, request: AccessRequest, text: str, *, session: Session | None = None) -> None:
+        """A reply under the approval message (in the channel when that message never got posted)."""
+        args = {"channel": request.approval_channel, "text": text}
+        self._outbox.add("chat_postMessage", args, about=request.id, render="thread", session=session)
 
     def publish_home(self, user: str, view: dict[str, Any]) -> None:
         """Show the App Home tab."""
@@ -112,45 +99,45 @@ class SlackNotifier:
     ) -> None:
         """Post an alert in the approval channel (in the request's thread) and in the audit channel, if any."""
         text = messages.alert_text(request, alert, attempts=attempts, error=error)
-        self._call(
-            "chat_postMessage",
-            about=request.id,
-            channel=request.approval_channel,
-            thread_ts=request.approval_ts,
-            text=f":rotating_light: {text}",
-        )
+        self._in_thread(request, f":rotating_light: {text}")
         if audit_channel:
             self.audit_post(audit_channel, request, "alert", text)
 
     def channel_alert(self, channel: str, text: str) -> None:
         """Post an alert that concerns no single request (e.g. reconcile drift) in a channel."""
-        self._call("chat_postMessage", channel=channel, text=text)
+        self._outbox.add("chat_postMessage", {"channel": channel, "text": text})
 
-    def audit_post(self, channel: str, request: AccessRequest, event: str, note: str | None = None) -> None:
+    def audit_post(
+        self,
+        channel: str,
+        request: AccessRequest,
+        event: str,
+        note: str | None = None,
+        *,
+        session: Session | None = None,
+    ) -> None:
         """Post one line to an audit channel."""
-        self._call(
-            "chat_postMessage", about=request.id, channel=channel, text=messages.audit_line(request, event, note)
-        )
+        args = {"channel": channel, "text": messages.audit_line(request, event, note)}
+        self._outbox.add("chat_postMessage", args, about=request.id, session=session)
 
-    def direct(self, user: str, text: str, about: int | None = None) -> None:
+    def direct(self, user: str, text: str, about: int | None = None, *, session: Session | None = None) -> None:
         """Send a direct message (chat.postMessage to the user ID opens the DM)."""
-        self._call("chat_postMessage", about=about, channel=user, text=text)
+        self._outbox.add("chat_postMessage", {"channel": user, "text": text}, about=about, session=session)
 
     def private(self, channel: str | None, user: str, text: str) -> None:
-        """Show a message only to `user` (ephemeral in a channel, or a DM without one)."""
+        """Show a message only to `user` at once (ephemeral in a channel, or a DM without one)."""
         if channel:
             self._call("chat_postEphemeral", channel=channel, user=user, text=text)
         else:
-            self.direct(user, text)
+            self._call("chat_postMessage", channel=user, text=text)
 
-    def _call(self, method: str, *, about: int | None = None, **kwargs: Any) -> Any:
-        """Call the Web API; a failure is counted and logged (with the request it was `about`)."""
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        """Call the Web API now; a failure is counted and logged."""
         try:
             return getattr(self._client, method)(**kwargs)
         except (SlackApiError, OSError) as exc:
             self._metrics.slack_failures.labels(method=method).inc()
-            tags: dict[str, Any] = {"slack_method": method} | ({"request_id": about} if about is not None else {})
-            log.warning("Slack %s failed: %s", method, _error_of(exc), extra=tags)
+            log.warning("Slack %s failed: %s", method, _error_of(exc), extra={"slack_method": method})
             return None
 
 

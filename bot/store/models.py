@@ -136,3 +136,42 @@ class AuditEvent(SQLModel, table=True):
     # Hash chain: each event stores the previous event's hash and the hash of its own content.
     prev_hash: str | None = Field(default=None, max_length=64)
     hash: str | None = Field(default=None, max_length=64)
+
+
+class SlackPost(SQLModel, table=True):
+    """A Slack post the bot owes (the outbox): kept until Slack took it, or until it was given up.
+
+    Written in the same transaction as the change it tells of where the caller has one, so that a crash
+    between the two cannot lose it; deleted once Slack answered ok.
+    """
+
+    __tablename__ = "slack_outbox"
+    __table_args__ = (
+        # What is due, oldest first (given-up posts stay for inspection, out of the index).
+        Index(
+            "ix_slack_outbox_due",
+            "next_attempt_at",
+            postgresql_where=text("given_up_at IS NULL"),
+            sqlite_where=text("given_up_at IS NULL"),
+        ),
+        # A request's posts in order: a later one waits while an earlier one is still owed.
+        Index("ix_slack_outbox_request", "request_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int | None = None
+    method: str = Field(max_length=32)
+    # The Web API call's arguments, as JSON; `render` says what is filled in from the request when sent.
+    payload: str
+    # NULL: sent as written. "approval": the approval message, drawn from the request as it is when sent (its
+    # channel and ts are stored on the request). "update": chat.update of that message, drawn when sent.
+    # "thread": a reply under that message.
+    render: str | None = Field(default=None, max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=500)
+    # The process sending it now, until when: a crashed sender's posts are taken over once its lease ends.
+    claimed_by: str | None = Field(default=None, max_length=256)
+    claimed_until: datetime | None = None
+    given_up_at: datetime | None = None

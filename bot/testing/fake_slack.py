@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlparse
 from zoneinfo import ZoneInfo
 
 Where = Callable[["Call"], bool]
+_HTTP = "__http__"  # key of the status and headers `record` asks the handler to answer with
 
 
 def _anything(_call: Call) -> bool:
@@ -32,6 +33,13 @@ class Call:
     method: str
     args: dict[str, Any]
     answer: dict[str, Any] = field(default_factory=dict)
+    status: int = 200  # the HTTP status it was answered with
+    at: float = field(default_factory=time.monotonic)  # when it arrived
+
+    @property
+    def ok(self) -> bool:
+        """Whether Slack took it."""
+        return self.status == 200 and bool(self.answer.get("ok"))
 
     @property
     def channel(self) -> str:
@@ -80,6 +88,8 @@ class FakeSlack:
         self.timezones: dict[str, str] = dict(timezones or {})
         self.usergroups: dict[str, list[str]] = dict(usergroups or {})
         self.failures: dict[str, str] = {}  # method -> the `error` Slack answers it with
+        # method -> (HTTP status, Retry-After seconds or None): an outage (503) or a rate limit (429).
+        self.outages: dict[str, tuple[int, int | None]] = {}
         self.held: dict[str, threading.Event] = {}  # method -> released when its calls may be answered
         # apps.connections.open answers with the ws:// URL this returns (a FakeSocketMode's `url`); unset: an error.
         self.socket_mode_url: Callable[[], str] | None = None
@@ -127,14 +137,23 @@ class FakeSlack:
         if held is not None:
             held.wait(timeout=30)
         with self._lock:
-            if method in self.failures:
-                answer: dict[str, Any] = {"ok": False, "error": self.failures[method]}
+            status, retry_after = self.outages.get(method, (200, None))
+            if status != 200:
+                answer: dict[str, Any] = {
+                    "ok": False,
+                    "error": "ratelimited" if status == 429 else "service_unavailable",
+                }
+            elif method in self.failures:
+                answer = {"ok": False, "error": self.failures[method]}
             else:
                 answer = self._answer(method, args)
-            call = Call(method, args, answer)
+            call = Call(method, args, answer, status)
             self.calls.append(call)
             if self.observer is not None:
                 self.observer(call)
+            if status != 200:
+                # Read (and removed) by the HTTP handler: the status and headers to answer with.
+                return answer | {_HTTP: (status, {"Retry-After": str(retry_after)} if retry_after else {})}
             return answer
 
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -175,6 +194,7 @@ class FakeSlack:
         with self._lock:
             self.calls.clear()
             self.failures.clear()
+            self.outages.clear()
 
     def mark(self) -> int:
         """A position in the record; `find`, `poll` and `wait_for` take it as `after` to look only later."""
@@ -240,8 +260,12 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             if method == "response_url":
                 args["response_url"] = fake.base + parsed.path  # which command or click it answers
             # Looked up on each call: a benchmark replaces `record` to answer without keeping anything.
-            answer = json.dumps(fake.record(method, args)).encode()
-            self.send_response(200)
+            recorded = dict(fake.record(method, args))
+            status, headers = recorded.pop(_HTTP, (200, {}))
+            answer = json.dumps(recorded).encode()
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(answer)))
             self.end_headers()

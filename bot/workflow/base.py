@@ -9,9 +9,11 @@ from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any, Protocol
 
+from sqlmodel import Session
+
 from bot.aws.granters import GrantSpec
 from bot.catalog import Catalog, KeyResource, Kind
-from bot.store.models import AccessRequest, Vote
+from bot.store.models import AccessRequest
 
 log = logging.getLogger("bot.workflow")
 
@@ -31,21 +33,27 @@ class Alert(StrEnum):
 
 
 class Notifier(Protocol):
-    """Tells people what happened; failing to tell never undoes what happened."""
+    """Tells people what happened; failing to tell never undoes what happened.
 
-    def request_filed(self, request: AccessRequest, votes: list[Vote]) -> tuple[str, str] | None:
-        """Post the approval message; return (channel, ts) to update it later."""
+    Every post is owed durably: written to the database (in `session`'s transaction when given, so that the
+    change and the news of it commit together) and sent after the commit, retried until Slack takes it.
+    """
+
+    def request_filed(self, request: AccessRequest, *, session: Session | None = None) -> None:
+        """Post the approval message (drawn when sent; where it landed is stored on the request)."""
         ...
 
-    def request_changed(self, request: AccessRequest, votes: list[Vote]) -> None:
-        """Update the approval message in place."""
+    def request_changed(self, request: AccessRequest, *, session: Session | None = None) -> None:
+        """Update the approval message in place (drawn when sent; nothing when it was never posted)."""
         ...
 
-    def tell_requester(self, request: AccessRequest, event: str, note: str | None = None) -> None:
+    def tell_requester(
+        self, request: AccessRequest, event: str, note: str | None = None, *, session: Session | None = None
+    ) -> None:
         """DM the requester about a step in their request's life (with an operator's note, if any)."""
         ...
 
-    def revoked_early(self, request: AccessRequest) -> None:
+    def revoked_early(self, request: AccessRequest, *, session: Session | None = None) -> None:
         """Say under the approval message who ended the grant early."""
         ...
 
@@ -53,7 +61,7 @@ class Notifier(Protocol):
         """Remind the approvers (or, escalated, the escalation contacts too) that a request waits."""
         ...
 
-    def nag_acknowledgement(self, request: AccessRequest) -> None:
+    def nag_acknowledgement(self, request: AccessRequest, *, session: Session | None = None) -> None:
         """Say under the approval message that a break-glass use is still not acknowledged."""
         ...
 
@@ -63,7 +71,15 @@ class Notifier(Protocol):
         """Raise an alert about a request in its approval channel (and its audit channel, if any)."""
         ...
 
-    def audit_post(self, channel: str, request: AccessRequest, event: str, note: str | None = None) -> None:
+    def audit_post(
+        self,
+        channel: str,
+        request: AccessRequest,
+        event: str,
+        note: str | None = None,
+        *,
+        session: Session | None = None,
+    ) -> None:
         """Post one line about a grant, end, denial, break-glass or alert to an audit channel."""
         ...
 
@@ -91,6 +107,14 @@ class Tuning:
     alert_after: int = 3
     # How soon to look again at a row whose AWS work another thread or replica is doing right now.
     busy_retry: timedelta = timedelta(seconds=1)
+    # The Slack outbox: a refused post is tried again after slack_retry_base, doubling up to the ceiling, and
+    # given up (with an error logged and counted) once it is slack_give_up old; the pump looks for due posts
+    # every slack_poll; a sender that died leaves its posts to others after slack_lease.
+    slack_retry_base: timedelta = timedelta(seconds=2)
+    slack_retry_ceiling: timedelta = timedelta(minutes=5)
+    slack_give_up: timedelta = timedelta(hours=24)
+    slack_poll: timedelta = timedelta(seconds=1)
+    slack_lease: timedelta = timedelta(seconds=30)
 
 
 def grant_spec(request: AccessRequest, catalog: Catalog, now: datetime) -> GrantSpec:

@@ -183,11 +183,13 @@ class Context:
         item = self.catalog.resource(request.resource)
         return item.audit_channel if item is not None else self.catalog.defaults.audit_channel
 
-    def to_audit_channel(self, request: AccessRequest, event: str, note: str | None = None) -> None:
-        """Post to the resource's audit channel, if it has one; call only after the transaction committed."""
+    def to_audit_channel(
+        self, request: AccessRequest, event: str, note: str | None = None, *, session: Session | None = None
+    ) -> None:
+        """Post to the resource's audit channel, if it has one (owed in `session`'s transaction when given)."""
         channel = self.audit_channel(request)
         if channel:
-            self.notifier.audit_post(channel, request, event, note)
+            self.notifier.audit_post(channel, request, event, note, session=session)
 
     def alert(self, request: AccessRequest, alert: Alert, *, attempts: int, error: str) -> None:
         """Raise an alert in the approval channel and the audit channel; call only after the commit."""

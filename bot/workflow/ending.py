@@ -38,9 +38,8 @@ class Ends:
             self.ctx.move(session, row, Status.REVOKED, row.ended_by or SYSTEM, now, applied=False)
             row.ended_at = now
             self.ctx.reschedule(row)
-            votes = self.ctx.votes(row, session)
-            reason = queries.revoke_reason(request.id, session=session)
-        self.after_end(row, Status.REVOKED, votes, reason)
+            self.tell_ended(session, row, Status.REVOKED, queries.revoke_reason(request.id, session=session))
+        self.ctx.notify_due(row)
 
     def end(self, request: AccessRequest, *, kept: bool) -> None:
         """Remove the grant from AWS, then mark it expired or revoked; retried with backoff on failure.
@@ -60,13 +59,13 @@ class Ends:
             end_status = Status(row.end_status or Status.EXPIRED)
             self.ctx.move(session, row, end_status, row.ended_by or SYSTEM, now, attempts=row.attempts, **_noted(ended))
             self.ended(row, ended, now)
-            # Only an early revoke updates the approval message and tells why; an expiry needs neither read.
+            # Only an early revoke tells why; an expiry needs no read for it.
             revoked = end_status is Status.REVOKED
-            votes = self.ctx.votes(row, session) if revoked else []
             reason = queries.revoke_reason(request_id, session=session) if revoked else None
+            self.tell_ended(session, row, end_status, reason)
         if end_status is Status.EXPIRED and row.expires_at is not None:
             self.ctx.metrics.revoke_lag.observe(max(0.0, (self.ctx.clock() - row.expires_at).total_seconds()))
-        self.after_end(row, end_status, votes, reason)
+        self.ctx.notify_due(row)
 
     def cleanup(self, request: AccessRequest, *, kept: bool) -> None:
         """Remove what a failed (or finished) request may still hold in AWS: owed work, never dropped."""
@@ -135,13 +134,13 @@ class Ends:
         row.sessions_denied_until = ended.lift_at
         self.ctx.reschedule(row)
 
-    def after_end(self, row: AccessRequest, end_status: Status, votes: Any, reason: str | None) -> None:
-        self.ctx.notifier.tell_requester(row, "ended", reason)
-        self.ctx.to_audit_channel(row, end_status.value, reason)
+    def tell_ended(self, session: Session, row: AccessRequest, end_status: Status, reason: str | None) -> None:
+        """Owe the news of an end in the transaction that records it (an early revoke: on the approval message too)."""
+        self.ctx.notifier.tell_requester(row, "ended", reason, session=session)
+        self.ctx.to_audit_channel(row, end_status.value, reason, session=session)
         if end_status is Status.REVOKED:
-            self.ctx.notifier.request_changed(row, votes)
-            self.ctx.notifier.revoked_early(row)
-        self.ctx.notify_due(row)
+            self.ctx.notifier.request_changed(row, session=session)
+            self.ctx.notifier.revoked_early(row, session=session)
 
     def aws_failed(self, request_id: int, error: AwsError, action: AuditAction) -> None:
         """Owed AWS work failed: try again after a backoff that nothing moves later; alert when it keeps failing."""

@@ -67,19 +67,15 @@ class ExtensionService:
             )
             if checks.auto_approvable(session, actor, item, more, now):
                 self.decide(session, request, SYSTEM, True, [SYSTEM], "auto_approve", now)
+            else:
+                self.ctx.notifier.request_filed(request, session=session)  # a new approval message, for this round
         return request
 
     def after_request(self, request_id: int, claim: str | None = None) -> None:
-        """Apply an auto-approved extension, or post it for approval (off the request thread)."""
+        """Apply an auto-approved extension (off the request thread)."""
         request = self.ctx.load(request_id)
         if request.extension_approved_at is not None:
             self._grants.advance(request_id, claim, loaded=request)
-            return
-        where = self.ctx.notifier.request_filed(request, [])
-        if where is not None:
-            with session_scope(self.ctx.engine) as session:
-                row = self.ctx.locked(request_id, session)
-                row.approval_channel, row.approval_ts = where
 
     def decide(
         self,

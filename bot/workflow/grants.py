@@ -212,11 +212,10 @@ class GrantService:
             self.ctx.move(session, row, Status.ACTIVE, SYSTEM, now, expires_at=row.expires_at, grant_ref=grant_ref)
             row.grant_ref, row.activated_at = grant_ref, now
             self.ctx.reschedule(row)
-            votes = self.ctx.votes(row, session)
-        self.ctx.notifier.tell_requester(row, "active")
-        self.ctx.to_audit_channel(row, "active")
-        if row.break_glass:
-            self.ctx.notifier.request_changed(row, votes)
+            self.ctx.notifier.tell_requester(row, "active", session=session)
+            self.ctx.to_audit_channel(row, "active", session=session)
+            if row.break_glass:
+                self.ctx.notifier.request_changed(row, session=session)
         self.ctx.notify_due(row)
 
     def _extend(self, request: AccessRequest) -> None:
@@ -251,9 +250,8 @@ class GrantService:
             row.extensions_used += 1
             row.extension_seconds = row.extension_approved_at = row.warned_at = None
             self.ctx.reschedule(row)
-            votes = self.ctx.votes(row, session)
-        self.ctx.notifier.request_changed(row, votes)
-        self.ctx.notifier.tell_requester(row, "extended")
+            self.ctx.notifier.request_changed(row, session=session)
+            self.ctx.notifier.tell_requester(row, "extended", session=session)
         self.ctx.notify_due(row)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -321,11 +319,10 @@ class GrantService:
             if row.grant_started_at is not None:
                 row.revoke_started_at = now
             self.ctx.reschedule(row)
-            votes = self.ctx.votes(row, session)
+            self.ctx.notifier.request_changed(row, session=session)
+            self.ctx.notifier.tell_requester(row, "failed", session=session)
+            self.ctx.to_audit_channel(row, "failed", session=session)
         log.warning("grant failed: %s", error, extra={"request_id": request_id})
-        self.ctx.notifier.request_changed(row, votes)
-        self.ctx.notifier.tell_requester(row, "failed")
-        self.ctx.to_audit_channel(row, "failed")
 
     def _drop_extension(self, request_id: int, why: str) -> None:
         with session_scope(self.ctx.engine) as session:
@@ -341,4 +338,4 @@ class GrantService:
                 error=why,
             )
             self.ctx.reschedule(row)
-        self.ctx.notifier.tell_requester(row, "extension_failed")
+            self.ctx.notifier.tell_requester(row, "extension_failed", session=session)

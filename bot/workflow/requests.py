@@ -191,31 +191,28 @@ class RequestService:
                 self._approve(session, request, SYSTEM, now, how="auto_approve")
             else:
                 self.ctx.reschedule(request)
+            self._tell_filed(session, request)
         self.ctx.notify_due(request)
         return request
 
-    def announce(self, request_id: int, claim: str | None = None) -> None:
-        """Post the approval message, tell the requester, and grant at once when no vote is needed."""
-        request = self.ctx.load(request_id)
-        where = self.ctx.notifier.request_filed(request, [])
-        if where is not None:
-            with session_scope(self.ctx.engine) as session:
-                row = self.ctx.locked(request_id, session)
-                row.approval_channel, row.approval_ts = where
-                votes = self.ctx.votes(row, session)
-            if row.status != request.status or votes:
-                # A vote landed before the message existed: bring the message up to date now.
-                self.ctx.notifier.request_changed(row, votes)
-            request.approval_channel, request.approval_ts = where
-        if request.status == Status.APPROVED and self._waits_for_start(request):
-            self.ctx.notifier.tell_requester(request, "scheduled")  # the scheduler grants it at the start
-        elif request.status == Status.APPROVED:
-            self.ctx.notifier.tell_requester(request, "approved")
-            if request.break_glass:
-                self.ctx.to_audit_channel(request, "break_glass")
-            self._grants.advance(request_id, claim, loaded=request)
+    def _tell_filed(self, session: Session, request: AccessRequest) -> None:
+        """Owe the approval message and the requester's first DM in the filing's own transaction: a request is
+        never filed with nobody told, whatever Slack or a crash does next."""
+        self.ctx.notifier.request_filed(request, session=session)
+        if request.status != Status.APPROVED:
+            self.ctx.notifier.tell_requester(request, "filed", session=session)
+        elif self._waits_for_start(request):
+            self.ctx.notifier.tell_requester(request, "scheduled", session=session)  # granted at the start
         else:
-            self.ctx.notifier.tell_requester(request, "filed")
+            self.ctx.notifier.tell_requester(request, "approved", session=session)
+            if request.break_glass:
+                self.ctx.to_audit_channel(request, "break_glass", session=session)
+
+    def announce(self, request_id: int, claim: str | None = None) -> None:
+        """Grant at once a request that needed no vote (its messages were owed when it was filed)."""
+        request = self.ctx.load(request_id)
+        if request.status == Status.APPROVED and not self._waits_for_start(request):
+            self._grants.advance(request_id, claim, loaded=request)
 
     def decide(
         self, *, request_id: int, actor: str, approve: bool, comment: str | None = None, round: int | None = None
@@ -290,7 +287,7 @@ class RequestService:
         with session_scope(self.ctx.engine) as session:
             request = self.ctx.locked(request_id, session)
             votes = self.ctx.votes(request, session)
-        self.ctx.notifier.request_changed(request, votes)
+        self.ctx.notifier.request_changed(request)
         if request.status == Status.DENIED:
             self.ctx.notifier.tell_requester(request, "denied")
             self.ctx.to_audit_channel(request, "denied")
@@ -322,8 +319,7 @@ class RequestService:
                 request.decided_by, request.decided_at = actor, now  # an approved one keeps who approved it
             self.ctx.move(session, request, Status.CANCELLED, actor, now)
             self.ctx.reschedule(request)
-            votes = self.ctx.votes(request, session)
-        self.ctx.notifier.request_changed(request, votes)
+            self.ctx.notifier.request_changed(request, session=session)
         return request
 
     def acknowledge(self, *, request_id: int, actor: str) -> AccessRequest:
@@ -348,8 +344,7 @@ class RequestService:
                 session=session, actor=actor, action=AuditAction.ACKNOWLEDGED, request_id=request_id, at=now
             )
             self.ctx.reschedule(request)
-            votes = self.ctx.votes(request, session)
-        self.ctx.notifier.request_changed(request, votes)
+            self.ctx.notifier.request_changed(request, session=session)
         return request
 
     def mine(self, user: str) -> list[AccessRequest]:

@@ -121,9 +121,8 @@ class SweepService:
                 return
             self.ctx.move(session, row, Status.TIMED_OUT, SYSTEM, now)
             self.ctx.reschedule(row)
-            votes = self.ctx.votes(row, session)
-        self.ctx.notifier.request_changed(row, votes)
-        self.ctx.notifier.tell_requester(row, "timed_out")
+            self.ctx.notifier.request_changed(row, session=session)
+            self.ctx.notifier.tell_requester(row, "timed_out", session=session)
 
     def _remind(self, request_id: int) -> None:
         now = self.ctx.clock()
@@ -156,7 +155,7 @@ class SweepService:
             row.reminded_at = now
             row.reminders_sent += 1
             self.ctx.reschedule(row)
-        self.ctx.notifier.nag_acknowledgement(row)
+            self.ctx.notifier.nag_acknowledgement(row, session=session)
         self.ctx.notify_due(row)
 
     def _warn(self, request_id: int) -> None:
@@ -164,7 +163,7 @@ class SweepService:
             row = self.ctx.locked(request_id, session)
             row.warned_at = self.ctx.clock()
             self.ctx.reschedule(row)
-        self.ctx.notifier.tell_requester(row, "expiring")
+            self.ctx.notifier.tell_requester(row, "expiring", session=session)
         self.ctx.notify_due(row)
 
     def _release(self, request_id: int) -> None:

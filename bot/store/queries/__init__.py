@@ -16,6 +16,15 @@ from bot.store.queries.holding import (
     others_may_hold,
 )
 from bot.store.queries.identity_center import Added, bot_sso_additions
+from bot.store.queries.outbox import (
+    claim_posts,
+    forget_posts,
+    next_post_due,
+    post_failed,
+    posts_owed,
+    release_posts,
+    waits_behind,
+)
 from bot.store.queries.requests import (
     Page,
     active_by_kind,
@@ -43,10 +52,12 @@ __all__ = [
     "bot_group_pairs",
     "bot_sso_additions",
     "claim_due",
+    "claim_posts",
     "filed_for_others_since",
     "filed_from",
     "filed_since",
     "find_requests",
+    "forget_posts",
     "get_request",
     "granted_target_arns",
     "granted_targets",
@@ -58,14 +69,19 @@ __all__ = [
     "lock_request",
     "may_hold",
     "next_due_at",
+    "next_post_due",
     "open_count",
     "open_requests_of",
     "other_holders",
     "others_may_hold",
+    "post_failed",
+    "posts_owed",
     "record_audit",
+    "release_posts",
     "renew_claim",
     "renew_claims",
     "requests_of",
     "revoke_reason",
     "votes_for",
+    "waits_behind",
 ]

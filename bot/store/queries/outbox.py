@@ -1,0 +1,104 @@
+"""The Slack outbox: claiming due posts, keeping a request's posts in order, forgetting what Slack took."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, or_, update
+from sqlmodel import Session, col, select
+
+from bot.store.models import SlackPost
+
+
+def claim_posts(*, session: Session, now: datetime, owner: str, lease: timedelta, limit: int) -> list[SlackPost]:
+    """Claim up to `limit` due posts nobody is sending, oldest first, for `owner`; return them.
+
+    One statement claims and reads them (UPDATE … RETURNING); SKIP LOCKED lets replicas claim side by side.
+    """
+    due = SlackPost.__table__.alias("due")  # type: ignore[attr-defined]
+    chosen = (
+        select(due.c.id)
+        .where(
+            due.c.given_up_at.is_(None),
+            due.c.next_attempt_at <= now,
+            or_(due.c.claimed_until.is_(None), due.c.claimed_until < now),
+        )
+        .order_by(due.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    stmt = (
+        update(SlackPost)
+        .where(col(SlackPost.id).in_(chosen.scalar_subquery()))
+        .values(claimed_by=owner, claimed_until=now + lease)
+        .returning(SlackPost)
+    )
+    posts = list(session.scalars(stmt, execution_options={"synchronize_session": False}).all())
+    return sorted(posts, key=lambda post: post.id or 0)
+
+
+def waits_behind(post: SlackPost, *, session: Session, besides: Collection[int] = ()) -> datetime | None:
+    """When the earliest of the earlier posts about the same request that are still owed is next tried (this
+    one waits its turn until then); None when there is none. Posts in `besides` (sent, not deleted yet) do not
+    count."""
+    if post.request_id is None:
+        return None
+    stmt = select(func.min(SlackPost.next_attempt_at)).where(
+        col(SlackPost.request_id) == post.request_id,
+        col(SlackPost.id) < (post.id or 0),
+        col(SlackPost.given_up_at).is_(None),
+    )
+    if besides:
+        stmt = stmt.where(col(SlackPost.id).not_in(list(besides)))
+    return session.exec(stmt).one()
+
+
+def forget_posts(ids: Sequence[int], *, session: Session) -> None:
+    """Delete posts Slack took."""
+    if ids:
+        session.execute(delete(SlackPost).where(col(SlackPost.id).in_(list(ids))))
+
+
+def release_posts(ids: Sequence[int], *, session: Session, owner: str) -> None:
+    """Give up `owner`'s claim on posts it will not send (stopping): the next sender takes them at once."""
+    if ids:
+        session.execute(
+            update(SlackPost)
+            .where(col(SlackPost.id).in_(list(ids)), col(SlackPost.claimed_by) == owner)
+            .values(claimed_by=None, claimed_until=None)
+        )
+
+
+def post_failed(
+    post_id: int, *, session: Session, error: str, next_attempt_at: datetime, given_up_at: datetime | None
+) -> int:
+    """Count a failed attempt; the post is tried again at `next_attempt_at`, or never once given up.
+    Return the attempts so far."""
+    post = session.get(SlackPost, post_id)
+    if post is None:
+        return 0
+    post.attempts += 1
+    post.last_error = error[:500]
+    post.next_attempt_at = next_attempt_at
+    post.claimed_by = post.claimed_until = None
+    post.given_up_at = given_up_at
+    return post.attempts
+
+
+def posts_owed(*, session: Session) -> tuple[int, datetime | None]:
+    """How many posts are owed (not given up), and when the oldest was written."""
+    count, oldest = session.exec(
+        select(func.count(), func.min(SlackPost.created_at)).where(col(SlackPost.given_up_at).is_(None))
+    ).one()
+    return int(count or 0), oldest
+
+
+def next_post_due(*, session: Session, now: datetime) -> datetime | None:
+    """The earliest moment a post that nobody is sending falls due."""
+    return session.exec(
+        select(func.min(SlackPost.next_attempt_at)).where(
+            col(SlackPost.given_up_at).is_(None),
+            or_(col(SlackPost.claimed_until).is_(None), col(SlackPost.claimed_until) < now),
+        )
+    ).one()

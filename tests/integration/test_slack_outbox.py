@@ -1,0 +1,219 @@
+"""Notifications are never lost: every post the bot owes goes through the durable outbox.
+
+Slack answering 503 or 429, hanging, or the bot stopping or crashing before a post went out: the post waits
+in the database and is sent later, in order, by this process or the next; a request whose approval message
+is not out yet says so in `/access list` and App Home; no grant or revoke ever waits for Slack.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+import requests
+from sqlmodel import select
+
+from bot.config import Settings
+from bot.runtime import Runtime
+from bot.slack.messages import ACTION_APPROVE
+from bot.store.db import session_scope
+from bot.store.models import SlackPost
+from bot.testing.fake_slack import Call
+from bot.workflow import Tuning
+from tests.conftest import Bot, wait_until
+from tests.integration.flows import approve, file_request
+from tests.support.aws import World, members
+from tests.support.fake_slack import FakeSlack
+
+NOT_POSTED = "approval message not posted yet"
+
+
+def fast(**changes: object) -> Tuning:
+    """The test bot's timings, with some changed."""
+    values: dict[str, object] = {
+        "retry_base": timedelta(seconds=0.2),
+        "lease": timedelta(seconds=5),
+        "slack_retry_base": timedelta(seconds=0.2),
+        "slack_poll": timedelta(seconds=0.5),
+    }
+    return Tuning(**(values | changes))  # type: ignore[arg-type]
+
+
+def approval_message(request_id: int) -> Callable[[Call], bool]:
+    return lambda c: (
+        c.ok and c.channel == "C0APPROVALS" and f"#{request_id}" in c.text() and not c.args.get("thread_ts")
+    )
+
+
+def refused_about(request_id: int) -> Callable[[Call], bool]:
+    return lambda c: not c.ok and f"#{request_id}" in c.text()
+
+
+def refused(method: str, slack: FakeSlack, after: int = 0) -> Call:
+    """The first call of `method` Slack refused (waits for it)."""
+    return slack.wait_for(method, lambda c: not c.ok, after=after)
+
+
+def posts(bot: Bot) -> list[SlackPost]:
+    with session_scope(bot.runtime.workflow.engine) as session:
+        return list(session.exec(select(SlackPost).order_by(SlackPost.id)).all())  # type: ignore[arg-type]
+
+
+def home_of(bot: Bot, slack: FakeSlack, user: str) -> str:
+    mark = slack.mark()
+    assert bot.sender.event({"type": "app_home_opened", "user": user, "tab": "home"}).status_code == 200
+    return json.dumps(slack.wait_for("views.publish", lambda c: c.args.get("user_id") == user, after=mark).args)
+
+
+def test_an_approval_message_slack_refused_is_posted_when_slack_is_back_and_its_buttons_work(
+    bot: Bot, slack: FakeSlack, world: World
+) -> None:
+    slack.outages["chat.postMessage"] = (503, None)
+    request_id = file_request(bot, "U0ALICE", "request deploy-admins 1h deploy fix")
+    refused("chat.postMessage", slack)
+
+    # Nobody was told yet, and the request says so where its requester and its approvers look.
+    assert bot.status(request_id) == "pending"
+    assert NOT_POSTED in bot.ask("U0ALICE", "list")
+    assert NOT_POSTED in home_of(bot, slack, "U0ALICE")
+    assert NOT_POSTED in home_of(bot, slack, "U0BOB")
+    time.sleep(0.5)  # a few retries, all refused: still owed, in order, nothing given up
+    owed = posts(bot)
+    assert [p.request_id for p in owed] == [request_id, request_id]  # the approval message, then the DM
+    assert owed[0].render == "approval" and owed[0].attempts >= 1 and owed[0].given_up_at is None
+
+    slack.outages.clear()
+    message = slack.wait_for("chat.postMessage", approval_message(request_id))
+    assert [b["text"]["text"] for b in message.buttons()] == ["Approve", "Deny"]
+    wait_until(lambda: NOT_POSTED not in bot.ask("U0ALICE", "list"))
+
+    # The late message's button works like any other.
+    approve_button = message.button("Approve")
+    assert approve_button is not None
+    assert bot.sender.click("U0BOB", ACTION_APPROVE, str(request_id)).status_code == 200
+    bot.wait_status(request_id, "active")
+    assert "alice" in members(world.iam, "deploy-admins")
+    slack.wait_for("chat.update", lambda c: c.ts == message.ts and "Approved by <@U0BOB>" in c.text())
+
+    # The requester heard every step, in the order they happened.
+    wait_until(lambda: any("You now have" in t for t in slack.dms_to("U0ALICE")))
+    told = [t for t in slack.dms_to("U0ALICE")]
+    steps = [
+        next(i for i, t in enumerate(told) if phrase in t)
+        for phrase in ("waiting for approval", "approved by", "You now have")
+    ]
+    assert steps == sorted(steps), told
+    wait_until(lambda: posts(bot) == [], timeout=5)  # what Slack took is forgotten
+
+
+def test_a_rate_limited_post_waits_the_retry_after_slack_asked_for(bot: Bot, slack: FakeSlack) -> None:
+    slack.outages["chat.postMessage"] = (429, 2)
+    request_id = file_request(bot, "U0ALICE", "request deploy-admins 1h deploy fix")
+    limited = refused("chat.postMessage", slack)
+    slack.outages.clear()
+
+    message = slack.wait_for("chat.postMessage", approval_message(request_id), timeout=10)
+    later = [c for c in slack.find("chat.postMessage") if c.at > limited.at]
+    assert later and min(c.at for c in later) - limited.at >= 1.9, "nothing is posted before Retry-After passed"
+    assert message.at - limited.at < 5
+
+
+@pytest.mark.both_databases
+def test_posts_owed_when_the_bot_stopped_are_sent_by_the_next_process(
+    make_bot: Callable[..., Bot], slack: FakeSlack, world: World
+) -> None:
+    first = make_bot()
+    slack.outages["chat.postMessage"] = (503, None)
+    request_id = file_request(first, "U0ALICE", "request deploy-admins 1h deploy fix")
+    refused("chat.postMessage", slack)
+    first.runtime.stop()
+    assert [p.request_id for p in posts(first)] == [request_id, request_id]
+
+    slack.outages.clear()
+    second = make_bot()
+    slack.wait_for("chat.postMessage", approval_message(request_id))
+    slack.wait_for("chat.postMessage", lambda c: c.ok and c.channel == "U0ALICE" and "waiting for approval" in c.text())
+    approve(second, request_id)
+    second.wait_status(request_id, "active")
+    assert "alice" in members(world.iam, "deploy-admins")
+
+
+def test_a_post_written_with_the_request_survives_a_crash_before_it_was_sent(
+    make_settings: Callable[..., Settings], make_bot: Callable[..., Bot], slack: FakeSlack, world: World
+) -> None:
+    # A process files a request and dies at the commit, before anything was sent (it never runs its pump).
+    crashed = Runtime.build(make_settings(), http=False, scheduler=False, tuning=fast(slack_lease=timedelta(seconds=1)))
+    crashed.outbox._dispatch = lambda *_a, **_k: None  # type: ignore[method-assign]
+    request_id = crashed.workflow.submit(
+        requester="U0ALICE", resource="deploy-admins", duration="1h", reason="deploy fix"
+    ).request.id
+    crashed.workflow.engine.dispose()
+    assert not slack.find("chat.postMessage")
+    survivor = make_bot()  # another replica, or the restarted process: it takes the posts over after the lease
+    assert [p.request_id for p in posts(survivor)] == [request_id, request_id]
+
+    slack.wait_for("chat.postMessage", approval_message(request_id or 0), timeout=10)
+    slack.wait_for("chat.postMessage", lambda c: c.ok and c.channel == "U0ALICE" and "waiting for approval" in c.text())
+    approve(survivor, request_id or 0)
+    survivor.wait_status(request_id or 0, "active")
+    assert "alice" in members(world.iam, "deploy-admins")
+
+
+def test_slack_hanging_or_down_never_holds_up_a_grant_or_a_revoke(bot: Bot, slack: FakeSlack, world: World) -> None:
+    request_id = file_request(bot, "U0ALICE", "request deploy-admins 3s deploy fix")
+    approve(bot, request_id)  # the approval message is out; from now on Slack takes nothing
+    with slack.holding("chat.postMessage"), slack.holding("chat.update"):
+        active = bot.wait_status(request_id, "active", timeout=5)
+        assert "alice" in members(world.iam, "deploy-admins")
+        slack.outages["chat.postMessage"] = slack.outages["chat.update"] = (503, None)
+        ended = bot.wait_status(request_id, "expired", timeout=8)
+        assert "alice" not in members(world.iam, "deploy-admins")
+        assert ended.ended_at is not None and active.expires_at is not None
+        assert (ended.ended_at - active.expires_at).total_seconds() < 1.5, "revoked on time while Slack hung"
+    slack.outages.clear()
+    wait_until(lambda: any("has ended" in t for t in slack.dms_to("U0ALICE")), timeout=15)
+
+
+def test_a_post_that_keeps_failing_is_given_up_at_the_bound_with_an_error_and_a_metric(
+    make_bot: Callable[..., Bot], slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = make_bot(tuning=fast(slack_give_up=timedelta(seconds=1)))
+    slack.outages["chat.postMessage"] = (503, None)
+    with caplog.at_level(logging.ERROR, logger="bot.slack.outbox"):
+        request_id = file_request(bot, "U0ALICE", "request deploy-admins 1h deploy fix")
+        wait_until(lambda: len([p for p in posts(bot) if p.given_up_at is not None]) == 2, timeout=10)
+    assert any("given up" in r.getMessage() and getattr(r, "request_id", None) == request_id for r in caplog.records)
+    metrics = requests.get(bot.url + "/metrics", timeout=5).text
+    assert 'accessbot_slack_posts_given_up_total{method="chat_postMessage"} 2.0' in metrics
+    assert "accessbot_slack_outbox_owed 0.0" in metrics  # given up: no longer owed
+    # Still visible to people: the request waits with nobody told, and says so.
+    assert NOT_POSTED in bot.ask("U0ALICE", "list")
+
+    # An error no retry cures (the bot is not in the channel) is given up after a few tries, not a day.
+    slack.outages.clear()
+    slack.failures["chat.postMessage"] = "not_in_channel"
+    patient = make_bot()
+    other = file_request(patient, "U0CAROL", "request deploy-admins 1h deploy fix")
+    wait_until(lambda: any(p.request_id == other and p.given_up_at for p in posts(patient)), timeout=10)
+    given_up = next(p for p in posts(patient) if p.request_id == other and p.render == "approval")
+    assert given_up.attempts == 3 and given_up.last_error == "not_in_channel"
+
+
+@pytest.mark.both_databases
+def test_two_replicas_send_each_owed_post_exactly_once(make_bot: Callable[..., Bot], slack: FakeSlack) -> None:
+    one, two = make_bot(), make_bot()
+    slack.outages["chat.postMessage"] = (503, None)
+    ids = [file_request(bot, "U0ALICE" if i % 2 else "U0CAROL", f"request deploy-admins 1h fix {i}")
+           for i, bot in enumerate([one, two, one, two])]  # fmt: skip
+    wait_until(lambda: all(slack.find("chat.postMessage", refused_about(i)) for i in ids))
+    time.sleep(0.3)  # both replicas' pumps are retrying now
+    slack.outages.clear()
+    for request_id in ids:
+        slack.wait_for("chat.postMessage", approval_message(request_id))
+    wait_until(lambda: posts(one) == [], timeout=5)
+    for request_id in ids:
+        assert len(slack.find("chat.postMessage", approval_message(request_id))) == 1, request_id
