@@ -41,6 +41,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from hypothesis import settings
 from sqlalchemy import create_engine, text
@@ -48,7 +49,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel, select
 
-from bot.aws.clients import AwsClients
+from bot.aws.clients import AwsClients, botocore_session
 from bot.config import Settings
 from bot.runtime import Runtime
 from bot.store import schema
@@ -90,10 +91,10 @@ def _record_aws_operations() -> Iterator[None]:
     original = AwsClients.create
 
     def create(session: Any = None) -> AwsClients:
-        clients = original(session)
-        for client in (clients.iam, clients.kms, clients.sts, clients.sso_admin, clients.identitystore):
-            client.meta.events.register("before-call.*.*", iam_policy.record)
-        return clients
+        # On the session, so that every client it builds (each on its first call) records its calls.
+        session = session or boto3.session.Session(botocore_session=botocore_session())
+        session.events.register("before-call.*.*", iam_policy.record)
+        return original(session)
 
     AwsClients.create = staticmethod(create)  # type: ignore[method-assign,assignment]
     yield
