@@ -191,6 +191,20 @@ def _truncate(url: str) -> None:
     engine.dispose()
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run when pytest-xdist could not group the tests marked xdist_group (it names each grouped test
+    `<id>@<group>`): they would run side by side, each against deadlines the others' processes eat into."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    ungrouped = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if ungrouped:
+        raise pytest.UsageError(
+            f"pytest-xdist ignored xdist_group for {len(ungrouped)} tests (e.g. {ungrouped[0]}): this pytest and "
+            "pytest-xdist do not work together; keep pytest within the range pyproject.toml pins"
+        )
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Give `database_url` its databases by the rule in this module's docstring."""
     if "database_url" not in metafunc.fixturenames:
