@@ -156,7 +156,7 @@ def test_extensions_are_limited_and_an_extension_can_be_denied(bot: Bot, slack: 
     request_id = grant(bot, "request deploy-admins 1h fix")
     assert "only the requester" in bot.ask("U0BOB", f"extend {request_id} 1h").lower()
     assert "1s to 8h" in bot.ask("U0ALICE", f"extend {request_id} 9h")
-    bot.sender.command("U0ALICE", f"extend {request_id} 1h")
+    assert "waiting for approval" in bot.ask("U0ALICE", f"extend {request_id} 1h")  # filed before the next is sent
     assert "already waiting" in bot.ask("U0ALICE", f"extend {request_id} 1h")
     slack.wait_for("chat.postMessage", lambda c: "Extension 1 of request" in c.text())
     bot.sender.click("U0CAROL", ACTION_DENY, f"{request_id}:1")
