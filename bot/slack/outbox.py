@@ -85,6 +85,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
+        self._held: set[int] = set()  # posts queued or being sent here: never claimed twice, their lease renewed
         self._sent: list[int] = []
         self._sent_at = time.monotonic()
         self._paused_until = 0.0  # monotonic: Slack asked us to wait (429 Retry-After) until then
@@ -171,6 +172,9 @@ class Outbox:
         self._start_senders()
         key = post.request_id if post.request_id is not None else zlib.crc32(post.payload.encode())
         with self._lock:
+            if post.id in self._held:
+                return  # already queued here (its lease ran out while it waited): one send, not two
+            self._held.add(post.id or 0)
             self._in_flight += 1
         self._queues[key % len(self._queues)].put((post, pumped))
 
@@ -195,8 +199,12 @@ class Outbox:
             finally:
                 with self._idle:
                     self._in_flight -= 1
+                    self._held.discard(post.id or 0)
                     self._idle.notify_all()
-            self._forget_sent()
+            try:
+                self._forget_sent()
+            except Exception:
+                log.exception("Slack outbox: could not forget sent posts; trying again later")
 
     def _deliver(self, post: SlackPost, *, pumped: bool) -> None:
         """Send one post. A post the pump found (or one about a request with a post this process could not
@@ -221,11 +229,16 @@ class Outbox:
                     self._stalled.discard(post.request_id or 0)
         try:
             args = self._render(post)
+            if isinstance(args, datetime):
+                # An update or reply to an approval message that is itself still owed: after it, not never.
+                self._write(lambda session: _defer(session, post, args))
+                self._due_at(args)
+                return
             if args is not None:
                 answer = getattr(self._client, post.method)(**args)
                 if post.render == "approval":
                     self._posted_approval(post, answer)
-        except (SlackApiError, OSError) as exc:
+        except Exception as exc:  # Slack's refusal, the network, or anything drawing the post: all tried again
             self._failed(post, exc)
             return
         with self._lock:
@@ -242,9 +255,10 @@ class Outbox:
         while (left := self._paused_until - time.monotonic()) > 0 and not self._stopping.is_set():
             time.sleep(min(left, 0.5))
 
-    def _render(self, post: SlackPost) -> dict[str, Any] | None:
+    def _render(self, post: SlackPost) -> dict[str, Any] | datetime | None:
         """The call's arguments, drawn from the request as it is now where the post says so; None: nothing to
-        send any more (an update of an approval message that was never posted)."""
+        send any more (an update of an approval message that was never posted); a moment: not before then (the
+        approval message it updates or replies to is still owed, by this process or another)."""
         args: dict[str, Any] = json.loads(post.payload)
         if post.render is None or post.request_id is None:
             return args
@@ -257,10 +271,14 @@ class Outbox:
             )
         if request is None:
             return None
+        if not request.approval_ts and post.render != "approval":
+            earlier = self._behind(post)
+            if earlier is not None:
+                return max(earlier, self._clock()) + timedelta(milliseconds=100)
         if post.render == "thread":
             if request.approval_ts:
                 return {**args, "channel": request.approval_channel, "thread_ts": request.approval_ts}
-            return args  # the approval message was never posted: say it in the channel
+            return args  # the approval message was given up: say it in the channel
         ticket = self._tickets(request)
         drawn = {
             "text": messages.approval_text(request, votes, ticket),
@@ -275,13 +293,26 @@ class Outbox:
     def _posted_approval(self, post: SlackPost, answer: Any) -> None:
         """Remember where the approval message is, so that updates, replies and buttons find it."""
         channel, ts = str(answer["channel"]), str(answer["ts"])
-        self._write(
-            lambda session: session.execute(
-                update(AccessRequest)
-                .where(col(AccessRequest.id) == post.request_id)
-                .values(approval_channel=channel, approval_ts=ts)
-            )
-        )
+        for attempt in range(3):
+            try:
+                self._write(
+                    lambda session: session.execute(
+                        update(AccessRequest)
+                        .where(col(AccessRequest.id) == post.request_id)
+                        .values(approval_channel=channel, approval_ts=ts)
+                    )
+                )
+                return
+            except Exception:
+                if attempt == 2:
+                    # Slack has the message: sending it again would make two. Its buttons work without this;
+                    # it will not be updated in place.
+                    log.exception(
+                        "approval message posted (%s %s) but not recorded", channel, ts,
+                        extra={"request_id": post.request_id},
+                    )  # fmt: skip
+                    return
+                time.sleep(0.2 * (attempt + 1))
 
     def _failed(self, post: SlackPost, exc: Exception) -> None:
         assert post.id is not None
@@ -335,6 +366,7 @@ class Outbox:
         while not self._stopping.is_set():
             try:
                 self._forget_sent()
+                self._renew_leases()
                 if time.monotonic() >= self._paused_until:
                     self._claim_due()
             except Exception:
@@ -344,6 +376,14 @@ class Outbox:
             poll = self._tuning.slack_poll.total_seconds()
             self._wake.wait(max(0.0, min(until - time.monotonic() + 0.01, poll)))
             self._wake.clear()
+
+    def _renew_leases(self) -> None:
+        """Keep the posts queued here this process's while they wait (behind a slow Slack, a Retry-After)."""
+        with self._lock:
+            held = list(self._held)
+        if held:
+            until = self._clock() + self._tuning.slack_lease
+            self._write(lambda session: queries.renew_posts(held, session=session, owner=self._owner, until=until))
 
     def _due_at(self, moment: datetime) -> None:
         """Have the pump look again at `moment` (its regular poll is only for posts other processes left)."""

@@ -235,16 +235,21 @@ class RequestService:
             )
             session.add(vote)
             approved_by = [v.approver_id for v in [*votes, vote] if v.approve]
+            told: str | None = None  # what the requester is told of this vote
             if extending:
                 self._extensions.decide(session, request, actor, approve, approved_by, comment, now)
+                told = None if approve else "extension_denied"
             elif not approve:
                 self.ctx.move(session, request, Status.DENIED, actor, now, comment=comment)
                 request.decided_by, request.decided_at, request.deny_reason = actor, now, comment
                 self.ctx.reschedule(request)
+                told = "denied"
             elif policy.quorum_reached(approved_by, request.approvals_required):
                 self._approve(session, request, ", ".join(approved_by), now, how="approvers")
+                told = "scheduled" if self._waits_for_start(request, now) else "approved"
             else:
                 checks.record_vote(session, request, actor, approved_by, now)
+            self._tell_decided(session, request, told)
         if request.status == Status.APPROVED and self._waits_for_start(request, now):
             self.ctx.notify_due(request)  # approved ahead of its start: the scheduler wakes at the start
         return request
@@ -282,24 +287,22 @@ class RequestService:
             raise UserError(f"Request #{request_id} is not yours.")
         return request
 
+    def _tell_decided(self, session: Session, request: AccessRequest, told: str | None) -> None:
+        """Owe, in the vote's own transaction, the approval message brought up to date and the requester's DM."""
+        self.ctx.notifier.request_changed(request, session=session)
+        if told is not None:
+            self.ctx.notifier.tell_requester(request, told, session=session)
+        if told == "denied":
+            self.ctx.to_audit_channel(request, "denied", session=session)
+
     def after_decision(self, request_id: int, claim: str | None = None) -> None:
-        """Update the approval message, tell the requester, grant or extend (off the request thread)."""
-        with session_scope(self.ctx.engine) as session:
-            request = self.ctx.locked(request_id, session)
-            votes = self.ctx.votes(request, session)
-        self.ctx.notifier.request_changed(request)
-        if request.status == Status.DENIED:
-            self.ctx.notifier.tell_requester(request, "denied")
-            self.ctx.to_audit_channel(request, "denied")
-        elif request.status == Status.APPROVED and self._waits_for_start(request):
-            self.ctx.notifier.tell_requester(request, "scheduled")  # the scheduler grants it at the start
-        elif request.status == Status.APPROVED:
-            self.ctx.notifier.tell_requester(request, "approved")
+        """Grant or extend what the vote approved (off the request thread); its news was owed with the vote.
+        A request approved ahead of its start waits for the scheduler."""
+        request = self.ctx.load(request_id)
+        granting = request.status == Status.APPROVED and not self._waits_for_start(request)
+        extending = request.status == Status.ACTIVE and request.extension_approved_at is not None
+        if granting or extending:
             self._grants.advance(request_id, claim, loaded=request)
-        elif request.status == Status.ACTIVE and request.extension_approved_at is not None:
-            self._grants.advance(request_id, claim, loaded=request)
-        elif request.status == Status.ACTIVE and any(not v.approve for v in votes):
-            self.ctx.notifier.tell_requester(request, "extension_denied")
 
     def cancel(self, *, request_id: int, actor: str) -> AccessRequest:
         """Withdraw a pending request, or an approved one before its scheduled start (its requester only)."""

@@ -217,3 +217,18 @@ def test_two_replicas_send_each_owed_post_exactly_once(make_bot: Callable[..., B
     wait_until(lambda: posts(one) == [], timeout=5)
     for request_id in ids:
         assert len(slack.find("chat.postMessage", approval_message(request_id))) == 1, request_id
+
+
+def test_a_votes_news_is_owed_with_the_vote_even_when_its_follow_up_never_runs(
+    bot: Bot, slack: FakeSlack, world: World
+) -> None:
+    request_id = file_request(bot, "U0ALICE", "request deploy-admins 1h deploy fix")
+    message = slack.wait_for("chat.postMessage", approval_message(request_id))
+    # The process dies right after the vote's commit: the step that would grant never runs.
+    bot.runtime.workflow.after_decision = lambda *_a, **_k: None  # type: ignore[method-assign]
+    assert bot.sender.click("U0BOB", ACTION_APPROVE, str(request_id)).status_code == 200
+    slack.wait_for("chat.update", lambda c: c.ts == message.ts and "Approved by <@U0BOB>" in c.text())
+    slack.wait_for("chat.postMessage", lambda c: c.ok and c.channel == "U0ALICE" and "approved by" in c.text())
+    # ... and the claim the vote left is taken over by the sweep, which grants it.
+    bot.wait_status(request_id, "active", timeout=15)
+    assert "alice" in members(world.iam, "deploy-admins")

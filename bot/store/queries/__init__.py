@@ -23,6 +23,7 @@ from bot.store.queries.outbox import (
     post_failed,
     posts_owed,
     release_posts,
+    renew_posts,
     waits_behind,
 )
 from bot.store.queries.requests import (
@@ -80,6 +81,7 @@ __all__ = [
     "release_posts",
     "renew_claim",
     "renew_claims",
+    "renew_posts",
     "requests_of",
     "revoke_reason",
     "votes_for",

@@ -70,6 +70,15 @@ def release_posts(ids: Sequence[int], *, session: Session, owner: str) -> None:
         )
 
 
+def renew_posts(ids: Sequence[int], *, session: Session, owner: str, until: datetime) -> None:
+    """Extend `owner`'s lease on posts it still holds."""
+    session.execute(
+        update(SlackPost)
+        .where(col(SlackPost.id).in_(list(ids)), col(SlackPost.claimed_by) == owner)
+        .values(claimed_until=until)
+    )
+
+
 def post_failed(
     post_id: int, *, session: Session, error: str, next_attempt_at: datetime, given_up_at: datetime | None
 ) -> int:
