@@ -139,6 +139,7 @@ def worker(settings: Settings) -> int:
 
     runtime = Runtime.build(settings, http=False, scheduler=True)
     assert runtime.scheduler is not None
+    runtime.outbox.start()  # it posts what its grants and ends owe, and resends what Slack refused
     runtime.scheduler.start()
     _wait_for_signal()
     runtime.stop()
