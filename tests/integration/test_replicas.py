@@ -32,6 +32,9 @@ REPLICAS = 3
 SWEEP_SECONDS = 15.0  # the default: every grant must be revoked within it of its expiry
 LEASE_SECONDS = 3.0
 STARTUP = 12.0  # seconds for three worker processes to start on a busy two-core machine
+# When the 100 KMS grants fall due (after STARTUP): late enough that the 300 before them are all revoked by
+# then even on a loaded machine, so that a replica can be caught mid-sweep on these (13 s was too close).
+KMS_DUE = 20.0
 
 
 @pytest.fixture
@@ -92,7 +95,7 @@ def test_three_replicas_revoke_each_due_grant_exactly_once_and_take_over_a_kille
 
     plans = [Planned(kind, user, arns[user]) for kind in (Kind.IAM_GROUP, Kind.IAM_ROLE) for user in users]
     later = [Planned(Kind.KMS_KEY, user, arns[user]) for user in users[:100]]
-    ids = grant_directly(pg, world.iam, world.kms, plans + later, lambda i: due(3.0 * i / 300 if i < 300 else 13.0))
+    ids = grant_directly(pg, world.iam, world.kms, plans + later, lambda i: due(3.0 * i / 300 if i < 300 else KMS_DUE))
     ids, more = ids[:300], ids[300:]
     first_due = due(0)
     assert len(members(world.iam, "deploy-admins") & set(users)) == 150
@@ -148,7 +151,7 @@ def test_three_replicas_revoke_each_due_grant_exactly_once_and_take_over_a_kille
             worker.process.send_signal(signal.SIGCONT)
         return None
 
-    victim, owner, orphaned = wait_until(freeze_one_mid_sweep, timeout=STARTUP + 13 + 5, interval=0.005)
+    victim, owner, orphaned = wait_until(freeze_one_mid_sweep, timeout=STARTUP + KMS_DUE + 5, interval=0.005)
     victim.process.send_signal(signal.SIGKILL)
     victim.process.wait(timeout=5)
     killed_at = utcnow()
