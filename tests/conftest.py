@@ -320,18 +320,21 @@ def make_settings(database_url: str, catalog_file: Path, slack: FakeSlack) -> Ca
     return _make
 
 
+# The test bot's timings: AWS and Slack retries and claims short enough for a test to wait them out.
+TEST_TUNING = Tuning(
+    retry_base=timedelta(seconds=0.2),
+    lease=timedelta(seconds=5),
+    slack_retry_base=timedelta(seconds=0.2),
+    slack_poll=timedelta(seconds=0.5),
+)
+
+
 @pytest.fixture
 def make_bot(make_settings: Callable[..., Settings], world: World, slack: FakeSlack) -> Iterator[Callable[..., Bot]]:
     started: list[Runtime] = []
 
     def _make(*, tuning: Tuning | None = None, **overrides: Any) -> Bot:
-        tuning = tuning or Tuning(
-            retry_base=timedelta(seconds=0.2),
-            lease=timedelta(seconds=5),
-            slack_retry_base=timedelta(seconds=0.2),
-            slack_poll=timedelta(seconds=0.5),
-        )
-        runtime = Runtime.build(make_settings(**overrides), tuning=tuning)
+        runtime = Runtime.build(make_settings(**overrides), tuning=tuning or TEST_TUNING)
         runtime.start(host="127.0.0.1", port=0)
         started.append(runtime)
         assert runtime.http is not None

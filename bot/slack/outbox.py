@@ -153,7 +153,7 @@ class Outbox:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         with self._lock:
             unsent, self._unsent = self._unsent, []
-        self._write(lambda session: queries.release_posts(unsent, session=session, owner=self._owner))
+        self._write(lambda session: queries.lease_posts(unsent, session=session, owner=self._owner, until=None))
         self._forget_sent(force=True)
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -264,11 +264,8 @@ class Outbox:
             return args
         with session_scope(self._engine) as session:
             request = queries.get_request(post.request_id, session=session)
-            votes = (
-                [v for v in queries.votes_for(post.request_id, session=session) if v.round == request.extension_round]
-                if request is not None and post.render != "thread"
-                else []
-            )
+            drawing = request is not None and post.render != "thread"
+            votes = queries.open_votes(request, session=session) if request is not None and drawing else []
         if request is None:
             return None
         if not request.approval_ts and post.render != "approval":
@@ -383,7 +380,7 @@ class Outbox:
             held = list(self._held)
         if held:
             until = self._clock() + self._tuning.slack_lease
-            self._write(lambda session: queries.renew_posts(held, session=session, owner=self._owner, until=until))
+            self._write(lambda session: queries.lease_posts(held, session=session, owner=self._owner, until=until))
 
     def _due_at(self, moment: datetime) -> None:
         """Have the pump look again at `moment` (its regular poll is only for posts other processes left)."""

@@ -176,7 +176,7 @@ class Context:
     def votes(self, request: AccessRequest, session: Session) -> list[Vote]:
         """The votes of the decision open now (the request's, or its extension's)."""
         assert request.id is not None
-        return [v for v in queries.votes_for(request.id, session=session) if v.round == request.extension_round]
+        return queries.open_votes(request, session=session)
 
     def audit_channel(self, request: AccessRequest) -> str | None:
         """The resource's audit channel, if it has one."""

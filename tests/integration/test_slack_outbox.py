@@ -11,7 +11,9 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import requests
@@ -24,7 +26,7 @@ from bot.store.db import session_scope
 from bot.store.models import SlackPost
 from bot.testing.fake_slack import Call
 from bot.workflow import Tuning
-from tests.conftest import Bot, wait_until
+from tests.conftest import TEST_TUNING, Bot, wait_until
 from tests.integration.flows import approve, file_request
 from tests.support.aws import World, members
 from tests.support.fake_slack import FakeSlack
@@ -32,15 +34,9 @@ from tests.support.fake_slack import FakeSlack
 NOT_POSTED = "approval message not posted yet"
 
 
-def fast(**changes: object) -> Tuning:
+def fast(**changes: Any) -> Tuning:
     """The test bot's timings, with some changed."""
-    values: dict[str, object] = {
-        "retry_base": timedelta(seconds=0.2),
-        "lease": timedelta(seconds=5),
-        "slack_retry_base": timedelta(seconds=0.2),
-        "slack_poll": timedelta(seconds=0.5),
-    }
-    return Tuning(**(values | changes))  # type: ignore[arg-type]
+    return replace(TEST_TUNING, **changes)
 
 
 def approval_message(request_id: int) -> Callable[[Call], bool]:

@@ -19,11 +19,9 @@ from bot.store.queries.identity_center import Added, bot_sso_additions
 from bot.store.queries.outbox import (
     claim_posts,
     forget_posts,
-    next_post_due,
+    lease_posts,
     post_failed,
     posts_owed,
-    release_posts,
-    renew_posts,
     waits_behind,
 )
 from bot.store.queries.requests import (
@@ -38,8 +36,8 @@ from bot.store.queries.requests import (
     lock_request,
     open_count,
     open_requests_of,
+    open_votes,
     requests_of,
-    votes_for,
 )
 
 __all__ = [
@@ -67,23 +65,21 @@ __all__ = [
     "holds",
     "keeps",
     "last_audit_at",
+    "lease_posts",
     "lock_request",
     "may_hold",
     "next_due_at",
-    "next_post_due",
     "open_count",
     "open_requests_of",
+    "open_votes",
     "other_holders",
     "others_may_hold",
     "post_failed",
     "posts_owed",
     "record_audit",
-    "release_posts",
     "renew_claim",
     "renew_claims",
-    "renew_posts",
     "requests_of",
     "revoke_reason",
-    "votes_for",
     "waits_behind",
 ]

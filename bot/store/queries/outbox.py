@@ -60,23 +60,15 @@ def forget_posts(ids: Sequence[int], *, session: Session) -> None:
         session.execute(delete(SlackPost).where(col(SlackPost.id).in_(list(ids))))
 
 
-def release_posts(ids: Sequence[int], *, session: Session, owner: str) -> None:
-    """Give up `owner`'s claim on posts it will not send (stopping): the next sender takes them at once."""
+def lease_posts(ids: Sequence[int], *, session: Session, owner: str, until: datetime | None) -> None:
+    """Extend `owner`'s lease on posts it still holds until `until`; None gives them up (stopping), so that
+    the next sender takes them at once."""
     if ids:
         session.execute(
             update(SlackPost)
             .where(col(SlackPost.id).in_(list(ids)), col(SlackPost.claimed_by) == owner)
-            .values(claimed_by=None, claimed_until=None)
+            .values(claimed_until=until, **({"claimed_by": None} if until is None else {}))
         )
-
-
-def renew_posts(ids: Sequence[int], *, session: Session, owner: str, until: datetime) -> None:
-    """Extend `owner`'s lease on posts it still holds."""
-    session.execute(
-        update(SlackPost)
-        .where(col(SlackPost.id).in_(list(ids)), col(SlackPost.claimed_by) == owner)
-        .values(claimed_until=until)
-    )
 
 
 def post_failed(
@@ -101,13 +93,3 @@ def posts_owed(*, session: Session) -> tuple[int, datetime | None]:
         select(func.count(), func.min(SlackPost.created_at)).where(col(SlackPost.given_up_at).is_(None))
     ).one()
     return int(count or 0), oldest
-
-
-def next_post_due(*, session: Session, now: datetime) -> datetime | None:
-    """The earliest moment a post that nobody is sending falls due."""
-    return session.exec(
-        select(func.min(SlackPost.next_attempt_at)).where(
-            col(SlackPost.given_up_at).is_(None),
-            or_(col(SlackPost.claimed_until).is_(None), col(SlackPost.claimed_until) < now),
-        )
-    ).one()

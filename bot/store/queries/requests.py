@@ -48,9 +48,10 @@ def filed_from(submission: str, *, session: Session) -> AccessRequest | None:
     return session.exec(select(AccessRequest).where(AccessRequest.submission == submission)).first()
 
 
-def votes_for(request_id: int, *, session: Session) -> Sequence[Vote]:
-    """Every vote on the request, oldest first."""
-    return session.exec(select(Vote).where(Vote.request_id == request_id).order_by(col(Vote.id))).all()
+def open_votes(request: AccessRequest, *, session: Session) -> list[Vote]:
+    """The votes of the decision open now (the request's, or its latest extension's), oldest first."""
+    stmt = select(Vote).where(Vote.request_id == request.id, Vote.round == request.extension_round)
+    return list(session.exec(stmt.order_by(col(Vote.id))).all())
 
 
 def requests_of(requester_id: str, *, session: Session, limit: int = 20) -> Sequence[AccessRequest]:
