@@ -31,6 +31,7 @@ starve each other of CPU on a two-core machine and miss their deadlines."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import time
@@ -81,6 +82,25 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float = 10.0, interval:
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+# -- logging: what a test installs is taken away after it ----------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """Put the root logger's handlers and level back after each test.
+
+    `main()` (check-config, serve) installs a handler on the stderr pytest captured for that test; left in
+    place, a background thread of a later test (moto's server, the email index) logs into that closed
+    stream and prints "--- Logging error ---". moto's server logs every request: kept to warnings.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 # -- every AWS operation the bot calls, checked against docs/iam-policy.json at the end -----------

@@ -26,7 +26,7 @@ def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cat
     monkeypatch.setenv("ACCESSBOT_CATALOG", str(catalog))
     code = main(["check-config"])
     out, err = capsys.readouterr()
-    # stderr also carries the in-process moto server's request log once main() has set up logging.
+    # stderr also carries log lines once main() has set up logging.
     return code, out.splitlines() + [line for line in err.splitlines() if line.startswith("accessbot:")]
 
 
