@@ -73,9 +73,11 @@ class SlackNotifier:
         """Say under the approval message who ended the grant early."""
         self._in_thread(request, messages.revoked_early_text(request), session=session)
 
-    def remind(self, request: AccessRequest, approvers: Sequence[str], *, escalated: bool) -> None:
+    def remind(
+        self, request: AccessRequest, approvers: Sequence[str], *, escalated: bool, session: Session | None = None
+    ) -> None:
         """Remind the approvers under the approval message (escalated: the escalation contacts too)."""
-        self._in_thread(request, messages.reminder_text(request, approvers, escalated=escalated))
+        self._in_thread(request, messages.reminder_text(request, approvers, escalated=escalated), session=session)
 
     def nag_acknowledgement(self, request: AccessRequest, *, session: Session | None = None) -> None:
         """Say under the break-glass message that nobody acknowledged it yet."""
@@ -95,13 +97,20 @@ class SlackNotifier:
         self._call("views_open", trigger_id=trigger_id, view=view)
 
     def alert(
-        self, request: AccessRequest, alert: Alert, *, attempts: int, error: str, audit_channel: str | None
+        self,
+        request: AccessRequest,
+        alert: Alert,
+        *,
+        attempts: int,
+        error: str,
+        audit_channel: str | None,
+        session: Session | None = None,
     ) -> None:
         """Post an alert in the approval channel (in the request's thread) and in the audit channel, if any."""
         text = messages.alert_text(request, alert, attempts=attempts, error=error)
-        self._in_thread(request, f":rotating_light: {text}")
+        self._in_thread(request, f":rotating_light: {text}", session=session)
         if audit_channel:
-            self.audit_post(audit_channel, request, "alert", text)
+            self.audit_post(audit_channel, request, "alert", text, session=session)
 
     def channel_alert(self, channel: str, text: str) -> None:
         """Post an alert that concerns no single request (e.g. reconcile drift) in a channel."""

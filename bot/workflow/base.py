@@ -57,7 +57,9 @@ class Notifier(Protocol):
         """Say under the approval message who ended the grant early."""
         ...
 
-    def remind(self, request: AccessRequest, approvers: Sequence[str], *, escalated: bool) -> None:
+    def remind(
+        self, request: AccessRequest, approvers: Sequence[str], *, escalated: bool, session: Session | None = None
+    ) -> None:
         """Remind the approvers (or, escalated, the escalation contacts too) that a request waits."""
         ...
 
@@ -66,7 +68,14 @@ class Notifier(Protocol):
         ...
 
     def alert(
-        self, request: AccessRequest, alert: Alert, *, attempts: int, error: str, audit_channel: str | None
+        self,
+        request: AccessRequest,
+        alert: Alert,
+        *,
+        attempts: int,
+        error: str,
+        audit_channel: str | None,
+        session: Session | None = None,
     ) -> None:
         """Raise an alert about a request in its approval channel (and its audit channel, if any)."""
         ...

@@ -191,9 +191,11 @@ class Context:
         if channel:
             self.notifier.audit_post(channel, request, event, note, session=session)
 
-    def alert(self, request: AccessRequest, alert: Alert, *, attempts: int, error: str) -> None:
-        """Raise an alert in the approval channel and the audit channel; call only after the commit."""
-        self.notifier.alert(request, alert, attempts=attempts, error=error, audit_channel=self.audit_channel(request))
+    def alert(self, request: AccessRequest, alert: Alert, *, attempts: int, error: str, session: Session) -> None:
+        """Raise an alert in the approval channel and the audit channel, owed in `session`'s transaction."""
+        self.notifier.alert(
+            request, alert, attempts=attempts, error=error, audit_channel=self.audit_channel(request), session=session
+        )
 
     def claim_now(self, request: AccessRequest, now: datetime) -> None:
         """Work is owed from now on; this process holds the claim and does it next (or the sweep, after a crash)."""

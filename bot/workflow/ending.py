@@ -164,11 +164,11 @@ class Ends:
                     at=now,
                     error=str(error),
                 )
+                kind = Alert.LIFT_FAILING if action is AuditAction.LIFT_FAILED else Alert.REVOKE_FAILING
+                self.ctx.alert(row, kind, attempts=row.attempts, error=str(error), session=session)
         work = "lifting the session deny" if action is AuditAction.LIFT_FAILED else "revoke"
         if alert:
             log.error("%s keeps failing (%d attempts): %s", work, row.attempts, error, extra={"request_id": request_id})
-            kind = Alert.LIFT_FAILING if action is AuditAction.LIFT_FAILED else Alert.REVOKE_FAILING
-            self.ctx.alert(row, kind, attempts=row.attempts, error=str(error))
         else:
             log.warning("%s failed, will retry: %s", work, error, extra={"request_id": request_id})
         self.ctx.notify_due(row)

@@ -95,7 +95,10 @@ class SweepService:
                 {"warn": self._warn, "remind_ack": self._remind_ack}.get(action, self._release)(request_id)
             elif status is Status.PENDING:
                 action = pending_action(line, now)
-                {"time_out": self._time_out, "remind": self._remind}.get(action, self._release)(request_id)
+                if action == "remind":
+                    self._remind(request)
+                else:
+                    {"time_out": self._time_out}.get(action, self._release)(request_id)
             else:
                 self._release(request_id)
         except Exception:
@@ -124,28 +127,34 @@ class SweepService:
             self.ctx.notifier.request_changed(row, session=session)
             self.ctx.notifier.tell_requester(row, "timed_out", session=session)
 
-    def _remind(self, request_id: int) -> None:
-        now = self.ctx.clock()
-        with session_scope(self.ctx.engine) as session:
-            row = self.ctx.locked(request_id, session)
-            escalate_at = self.ctx.timeline(row).escalate_at
-            escalating = (
-                escalate_at is not None
-                and now >= escalate_at
-                and (row.reminded_at is None or row.reminded_at < escalate_at)
-            )
-            row.reminders_sent += 1
-            row.reminded_at = now
-            action = AuditAction.ESCALATED if escalating else AuditAction.REMINDED
-            queries.record_audit(
-                session=session, actor=SYSTEM, action=action, request_id=request_id, at=now, reminder=row.reminders_sent
-            )
-            self.ctx.reschedule(row)
+    def _remind(self, loaded: AccessRequest) -> None:
+        """Remind the approvers of a pending request, the post owed in the transaction that records it.
+
+        Who to mention is asked of Slack first (user groups), outside the row lock; under it the reminder
+        is checked to be still due, since the request may have been decided in between.
+        """
+        assert loaded.id is not None
         try:
-            approvers = sorted(a for a in self.ctx.approvers(row) if a != row.requester_id)
+            approvers = sorted(a for a in self.ctx.approvers(loaded) if a != loaded.requester_id)
         except UserError:
             approvers = []  # Slack cannot list the approvers now: remind without mentions
-        self.ctx.notifier.remind(row, approvers, escalated=escalating)
+        now = self.ctx.clock()
+        with session_scope(self.ctx.engine) as session:
+            row = self.ctx.locked(loaded.id, session)
+            line = self.ctx.timeline(row)
+            if row.status == Status.PENDING and pending_action(line, now) == "remind":
+                escalating = (
+                    line.escalate_at is not None
+                    and now >= line.escalate_at
+                    and (row.reminded_at is None or row.reminded_at < line.escalate_at)
+                )
+                row.reminders_sent += 1
+                row.reminded_at = now
+                action = AuditAction.ESCALATED if escalating else AuditAction.REMINDED
+                queries.record_audit(session=session, actor=SYSTEM, action=action, request_id=row.id, at=now,
+                                     reminder=row.reminders_sent)  # fmt: skip
+                self.ctx.notifier.remind(row, approvers, escalated=escalating, session=session)
+            self.ctx.reschedule(row)
         self.ctx.notify_due(row)
 
     def _remind_ack(self, request_id: int) -> None:

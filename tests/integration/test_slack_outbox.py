@@ -228,3 +228,48 @@ def test_a_votes_news_is_owed_with_the_vote_even_when_its_follow_up_never_runs(
     # ... and the claim the vote left is taken over by the sweep, which grants it.
     bot.wait_status(request_id, "active", timeout=15)
     assert "alice" in members(world.iam, "deploy-admins")
+
+
+REMINDED_ONLY = """
+resources:
+  remind-me:
+    kind: iam_group
+    group_name: auditors
+    approvers: [U0OSCAR]
+    approval_channel: C0APPROVALS
+    remind_after: 1s
+    max_reminders: 2
+    pending_timeout: 1h
+"""
+
+
+def test_every_reminder_the_audit_records_was_posted_even_when_one_attempt_dies(
+    make_bot: Callable[..., Bot], catalog_file: Any, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog_file.write_text(REMINDED_ONLY)
+    bot = make_bot(tuning=fast(lease=timedelta(seconds=1)))
+    request_id = file_request(bot, "U0ALICE", "request remind-me 1h look at the logs")
+    slack.wait_for("chat.postMessage", approval_message(request_id))
+    ctx = bot.runtime.workflow.ctx
+    asked = {"times": 0}
+    real = ctx.approvers
+
+    def dies_once(request: Any) -> frozenset[str]:
+        asked["times"] += 1
+        if asked["times"] == 1:
+            raise RuntimeError("the process died while sending the first reminder")
+        return real(request)
+
+    monkeypatch.setattr(ctx, "approvers", dies_once)
+
+    def reminders() -> list[Call]:
+        threaded = [c for c in slack.find("chat.postMessage") if c.ok and c.args.get("thread_ts")]
+        return [c for c in threaded if "Reminder" in c.text()]
+
+    wait_until(lambda: len(reminders()) == 2, timeout=15)
+    assert asked["times"] >= 3  # the attempt that died, then each reminder
+    assert all("<@U0OSCAR>" in c.text() for c in reminders())
+    recorded = [e for e in bot.audit(request_id) if e.action == "reminded"]
+    assert len(recorded) == 2  # none recorded for the attempt that died, none recorded and never told
+    row = bot.request(request_id)
+    assert row is not None and row.reminders_sent == 2 and row.status == "pending"
