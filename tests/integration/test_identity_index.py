@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bot.aws import email_index
 from bot.aws.clients import AwsClients
 from bot.aws.email_index import IndexTiming
 from bot.aws.identity import IamUser, IdentityResolver
@@ -67,6 +68,27 @@ def watch(monkeypatch: pytest.MonkeyPatch) -> Watch:
 
     monkeypatch.setattr(AwsClients, "create", staticmethod(created))
     return watched
+
+
+class IndexClock:
+    """The email index's monotonic clock, moved forward by the test: an interval passes when the test says
+    so, however slow the machine is, and never before."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def index_clock(monkeypatch: pytest.MonkeyPatch) -> IndexClock:
+    clock = IndexClock()
+    monkeypatch.setattr(email_index, "time", clock)
+    return clock
 
 
 def resolver(bot: Bot, **timing: float) -> IdentityResolver:
@@ -145,16 +167,16 @@ def test_a_crowd_on_a_cold_start_files_after_one_read_of_the_user_list(
 
 
 def test_a_newly_tagged_user_is_found_after_one_refresh(
-    make_bot: Callable[..., Bot], watch: Watch, world: World, slack: FakeSlack
+    make_bot: Callable[..., Bot], watch: Watch, world: World, slack: FakeSlack, index_clock: IndexClock
 ) -> None:
     bot = make_bot()
-    identity = resolver(bot, miss_seconds=0.5)
+    identity = resolver(bot, miss_seconds=60)
     assert identity.resolve("U0ALICE").name == "alice"
     arn = tag_user(world, slack, "newbie", "U0NEWBIE")
     assert "No IAM user has the tag email=newbie@example.com" in refused(identity, "U0NEWBIE")
     assert watch.calls.count(READ) == 1  # the index is brand new: that miss read nothing
 
-    time.sleep(0.6)
+    index_clock.advance(61)  # the interval has passed: the next miss asks for a read
     bot.sender.command("U0NEWBIE", "request deploy-admins 1h new here")
     wait_until(lambda: approvals(slack) == 1)
     row = bot.request(1)
@@ -164,13 +186,13 @@ def test_a_newly_tagged_user_is_found_after_one_refresh(
 
 
 def test_many_misses_within_the_interval_cause_at_most_one_refresh(
-    make_bot: Callable[..., Bot], watch: Watch, slack: FakeSlack
+    make_bot: Callable[..., Bot], watch: Watch, slack: FakeSlack, index_clock: IndexClock
 ) -> None:
-    identity = resolver(make_bot(), miss_seconds=1.0)
+    identity = resolver(make_bot(), miss_seconds=60)
     assert identity.resolve("U0ALICE").name == "alice"
     answers = [refused(identity, "U0MALLORY")]  # the index is brand new: this miss reads nothing
     assert watch.calls.count(READ) == 1
-    time.sleep(1.1)
+    index_clock.advance(61)  # the interval has passed: the first of the misses below asks for a read
 
     with ThreadPoolExecutor(30) as pool:
         answers += pool.map(lambda _n: refused(identity, "U0MALLORY"), range(30))
