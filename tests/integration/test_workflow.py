@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -181,7 +182,8 @@ def test_expiring_soon_warning_carries_an_extend_button(bot: Bot, slack: FakeSla
     assert [b["action_id"] for b in warning.buttons()] == [ACTION_EXTEND, ACTION_REVOKE]
     row = bot.request(request_id)
     assert row is not None and row.warned_at is not None and row.expires_at is not None
-    assert (row.expires_at - row.warned_at).total_seconds() <= 2.6
+    # warn_before is 2 s here (the default would have warned at once, 10 minutes ahead)
+    assert row.expires_at - timedelta(seconds=2) <= row.warned_at < row.expires_at
     bot.sender.click("U0ALICE", ACTION_EXTEND, str(request_id), channel="D0ALICE")
     assert slack.wait_for("views.open").args["view"]["callback_id"] == "accessbot_extend_view"
 
@@ -200,31 +202,36 @@ def test_auto_approval_within_its_daily_limit(bot: Bot, slack: FakeSlack, world:
 
 
 def test_reminders_escalation_and_timeout(bot: Bot, slack: FakeSlack) -> None:
-    bot.sender.command("U0ALICE", "request auditors 10m first one uses the auto-approval")
-    request_id = file_request(bot, "U0ALICE", "request auditors 1h needs a person")
+    request_id = file_request(bot, "U0ALICE", "request escalating 1h needs a person")
     slack.wait_for(
         "chat.postMessage", lambda c: f"#{request_id}" in c.text() and c.args.get("channel") == "C0APPROVALS"
     )
-    early = bot.sender.click("U0FRANK", ACTION_APPROVE, f"{request_id}:0")
+    early = bot.sender.click("U0FRANK", ACTION_APPROVE, f"{request_id}:0")  # not escalated yet: not an approver
     assert early.status_code == 200
     slack.wait_for("chat.postEphemeral", lambda c: c.args.get("user") == "U0FRANK")
-    reminder = slack.wait_for("chat.postMessage", lambda c: c.args.get("thread_ts") and f"#{request_id}" in c.text(),
-                              timeout=4)  # fmt: skip
-    assert "<@U0OSCAR>" in reminder.text()
-    wait_until(lambda: any("Escalated" in c.text() and "<@U0FRANK>" in c.text()
-                           for c in slack.find("chat.postMessage")), timeout=4)  # fmt: skip
-    bot.wait_status(request_id, "timed_out", timeout=6)
+    assert bot.status(request_id) == "pending"
+
+    def in_thread(lead: str) -> list[str]:
+        return [c.text() for c in slack.find("chat.postMessage")
+                if c.args.get("thread_ts") and f"#{request_id}" in c.text() and c.text().startswith(lead)]  # fmt: skip
+
+    wait_until(lambda: in_thread("Reminder"), timeout=6)
+    assert "<@U0OSCAR>" in in_thread("Reminder")[0]
+    wait_until(lambda: in_thread("Escalated"), timeout=10)
+    assert "<@U0FRANK>" in in_thread("Escalated")[0]
+    bot.wait_status(request_id, "timed_out", timeout=10)
     update = slack.wait_for("chat.update", lambda c: "Timed out" in c.text())
     assert update.buttons() == []
-    reminders = [c for c in slack.find("chat.postMessage") if c.args.get("thread_ts") and f"#{request_id}" in c.text()]
-    assert 1 <= len(reminders) <= 2
+    assert 1 <= len(in_thread("Reminder")) <= 2 and len(in_thread("Escalated")) == 1
     wait_until(lambda: any("timed out" in t for t in slack.dms_to("U0ALICE")))
 
 
 def test_an_escalation_target_may_approve_once_escalated(bot: Bot, slack: FakeSlack) -> None:
-    bot.sender.command("U0ALICE", "request auditors 10m first one uses the auto-approval")
-    request_id = file_request(bot, "U0ALICE", "request auditors 1h needs a person")
-    time.sleep(1.1)
+    request_id = file_request(bot, "U0ALICE", "request escalated-early 1h needs a person")
+    row = bot.request(request_id)
+    assert row is not None
+    created = row.created_at
+    wait_until(lambda: datetime.now(UTC) >= created + timedelta(seconds=1.2), timeout=5)
     bot.sender.click("U0FRANK", ACTION_APPROVE, f"{request_id}:0")
     bot.wait_status(request_id, "active")
 
