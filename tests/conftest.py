@@ -50,6 +50,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel, select
 
+from bot.aws import email_index
 from bot.aws.clients import AwsClients, botocore_session
 from bot.config import Settings
 from bot.runtime import Runtime
@@ -61,6 +62,7 @@ from tests.support import iam_policy
 from tests.support.aws import World, reset_moto, seed, start_moto
 from tests.support.catalogs import BASIC, EMAILS
 from tests.support.fake_slack import FakeSlack, start_fake_slack
+from tests.support.index_clock import IndexClock
 from tests.support.slack_sender import SlackSender
 
 SECRET = "signing-secret-TEST-1f2e3d"
@@ -101,6 +103,14 @@ def _logging_as_it_was() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture
+def index_clock(monkeypatch: pytest.MonkeyPatch) -> IndexClock:
+    """The email index's clock for the rest of the test: moved forward by the test instead of slept past."""
+    clock = IndexClock()
+    monkeypatch.setattr(email_index, "time", clock)
+    return clock
 
 
 # -- every AWS operation the bot calls, checked against docs/iam-policy.json at the end -----------

@@ -224,20 +224,21 @@ def test_a_slow_activation_past_its_lease_is_not_taken_over_by_another_replica(
 ) -> None:
     with ChaosProxy(moto_url, seed=5) as slow_aws:
         # Replica A's grant reaches AWS, and its refusal comes back only after three of B's leases.
-        slow_aws.add_rule("AddUserToGroup", "applied_then_error", delay=3.0, code="LimitExceeded", status=409)
+        slow_aws.add_rule("AddUserToGroup", "applied_then_error", delay=6.0, code="LimitExceeded", status=409)
         monkeypatch.setenv("AWS_ENDPOINT_URL", slow_aws.url)
         replica_a = make_bot()
         monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
         replica_b = make_bot()
         set_lease = [replica_a, replica_b]
         for replica in set_lease:
-            replica.runtime.workflow.ctx.tuning = replace_lease(replica.runtime.workflow.ctx.tuning, 1.0)
-            replica.runtime.workflow.ctx.claims._lease = timedelta(seconds=1)
+            # 2 s: the holder's heartbeat (every third of it) keeps the lease through a stalled moment
+            replica.runtime.workflow.ctx.tuning = replace_lease(replica.runtime.workflow.ctx.tuning, 2.0)
+            replica.runtime.workflow.ctx.claims._lease = timedelta(seconds=2)
         b_adds = inject(bot_iam(replica_b), "AddUserToGroup", code="unused", status=500, times=0)
 
         request_id = file_request(replica_a, "U0ALICE", "request deploy-admins 1h hotfix")
         approve(replica_a, request_id)
-        replica_a.wait_status(request_id, "failed", timeout=20)
+        replica_a.wait_status(request_id, "failed", timeout=30)
         # The undo of what AWS applied follows the failure (the same owed-removal step as any end).
         failed = wait_until(lambda: (r := replica_a.request(request_id)) is not None and r.ended_at and r)
 
@@ -309,7 +310,8 @@ def test_an_extension_applied_while_the_expiry_was_due_is_not_revoked(
 ) -> None:
     catalog_file.write_text(catalog_with(AUTO_ROLE))
     bot = make_bot()
-    request_id = file_request(bot, "U0ALICE", "request quick-role 3s quick look")
+    # 8 s: the extension below reaches AWS before the expiry on a loaded machine too.
+    request_id = file_request(bot, "U0ALICE", "request quick-role 8s quick look")
     bot.wait_status(request_id, "active")
     gate = threading.Event()
     held = inject(bot_iam(bot), "PutUserPolicy", code="unused", status=500, times=0, gate=gate)
@@ -317,7 +319,7 @@ def test_an_extension_applied_while_the_expiry_was_due_is_not_revoked(
     wait_until(lambda: held.passed == 1)
     row = bot.request(request_id)
     assert row is not None and row.expires_at is not None
-    wait_until(lambda: utcnow() > row.expires_at + timedelta(seconds=1), timeout=10)  # the expiry falls due
+    wait_until(lambda: utcnow() > row.expires_at + timedelta(seconds=1), timeout=15)  # the expiry falls due
     gate.set()
 
     extended = wait_until(lambda: (r := bot.request(request_id)) is not None and r.extensions_used == 1 and r)

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from bot.aws import email_index
 from bot.aws.clients import AwsClients
 from bot.aws.email_index import IndexTiming
 from bot.aws.identity import IamUser, IdentityResolver
@@ -24,6 +23,7 @@ from tests.conftest import Bot, wait_until
 from tests.integration.faults import bot_iam, inject
 from tests.support.aws import World
 from tests.support.fake_slack import FakeSlack
+from tests.support.index_clock import IndexClock
 
 READ = "GetAccountAuthorizationDetails"
 SCANS = ("ListUsers", "ListUserTags")
@@ -68,27 +68,6 @@ def watch(monkeypatch: pytest.MonkeyPatch) -> Watch:
 
     monkeypatch.setattr(AwsClients, "create", staticmethod(created))
     return watched
-
-
-class IndexClock:
-    """The email index's monotonic clock, moved forward by the test: an interval passes when the test says
-    so, however slow the machine is, and never before."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def monotonic(self) -> float:
-        return time.monotonic() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-
-@pytest.fixture
-def index_clock(monkeypatch: pytest.MonkeyPatch) -> IndexClock:
-    clock = IndexClock()
-    monkeypatch.setattr(email_index, "time", clock)
-    return clock
 
 
 def resolver(bot: Bot, **timing: float) -> IdentityResolver:

@@ -48,7 +48,7 @@ def test_metrics_follow_a_grant_from_request_to_expiry(bot: Bot) -> None:
     assert value(after, "accessbot_active_grants", kind="iam_group") == 0
     assert value(after, "accessbot_requests_total", kind="iam_group", status="expired") == 1
     assert value(after, "accessbot_revoke_lag_seconds_count") == 1
-    assert 0 <= value(after, "accessbot_revoke_lag_seconds_sum") < 1.5
+    assert 0 <= value(after, "accessbot_revoke_lag_seconds_sum") < 5  # seconds (timeliness: test_lifecycle)
     assert value(after, "accessbot_sweep_duration_seconds_count") > value(
         before, "accessbot_sweep_duration_seconds_count"
     )
