@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from tests.conftest import TEST_TUNING, Bot, wait_until
 from tests.integration.flows import approve, file_request
 from tests.support.aws import World, members
 from tests.support.fake_slack import FakeSlack
+from tests.support.operator import operator_for
 
 NOT_POSTED = "approval message not posted yet"
 
@@ -276,3 +278,57 @@ def test_every_reminder_the_audit_records_was_posted_even_when_one_attempt_dies(
     assert len(recorded) == 2  # none recorded for the attempt that died, none recorded and never told
     row = bot.request(request_id)
     assert row is not None and row.reminders_sent == 2 and row.status == "pending"
+
+
+@pytest.mark.both_databases
+def test_an_operator_sees_given_up_posts_and_sends_them_again_once_the_cause_is_fixed(
+    make_bot: Callable[..., Bot],
+    slack: FakeSlack,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    slack.failures["chat.postMessage"] = "not_in_channel"  # nobody invited the bot to the approval channel
+    bot = make_bot()
+    operator = operator_for(bot.runtime.settings, monkeypatch, capsys, tmp_path)
+    request_id = file_request(bot, "U0ALICE", "request deploy-admins 1h deploy fix")
+    wait_until(lambda: len([p for p in posts(bot) if p.given_up_at]) == 2, timeout=10)  # the approval and the DM
+
+    listed = operator("outbox")
+    assert listed.code == 0, listed.err
+    lines = listed.out.splitlines()
+    assert lines[0].split()[:4] == ["ID", "STATE", "REQUEST", "WHAT"]
+    approval = next(line for line in lines if "approval message" in line)
+    assert "given up" in approval and f"#{request_id}" in approval and "C0APPROVALS" in approval
+    assert "not_in_channel" in approval
+    assert "0 owed, 2 given up" in listed.out and "accessbot outbox retry --all" in listed.out
+
+    missing = operator("outbox", "retry", "9999")
+    assert missing.code == 1 and "post 9999 is not in the outbox" in missing.err
+    assert operator("outbox", "retry").code == 2  # neither IDs nor --all
+
+    del slack.failures["chat.postMessage"]  # the bot was invited
+    retried = operator("outbox", "retry", "--all")
+    assert retried.code == 0 and "2 given-up post(s) queued again" in retried.out, retried.out
+    message = slack.wait_for("chat.postMessage", approval_message(request_id), timeout=10)
+    assert message.buttons(), "the late approval message still carries its buttons"
+    approve(bot, request_id)
+    bot.wait_status(request_id, "active")
+    wait_until(lambda: "0 owed, 0 given up" in operator("outbox").out, timeout=10)
+
+    # Still being tried (Slack answers 503): neither retried nor dropped by hand.
+    slack.outages["chat.postMessage"] = (503, None)
+    other = file_request(bot, "U0CAROL", "request deploy-admins 1h another fix")
+    owed = wait_until(lambda: next((p for p in posts(bot) if p.request_id == other and p.attempts), None))
+    refused = operator("outbox", "drop", str(owed.id))
+    assert refused.code == 1 and f"post {owed.id} is still being tried" in refused.err
+    assert any(p.id == owed.id for p in posts(bot))
+
+    slack.outages.clear()
+    slack.failures["chat.postMessage"] = "channel_not_found"
+    gone = file_request(bot, "U0BOB", "request prod-readonly 1h a look")
+    wait_until(lambda: any(p.request_id == gone and p.given_up_at for p in posts(bot)), timeout=10)
+    ids = [p.id for p in posts(bot) if p.given_up_at]
+    dropped = operator("outbox", "drop", *(str(i) for i in ids))
+    assert dropped.code == 0 and f"{len(ids)} given-up post(s) dropped" in dropped.out
+    assert not any(p.id in ids for p in posts(bot))

@@ -18,10 +18,13 @@ from bot.store.queries.holding import (
 from bot.store.queries.identity_center import Added, bot_sso_additions
 from bot.store.queries.outbox import (
     claim_posts,
+    drop_posts,
+    find_posts,
     forget_posts,
     lease_posts,
     post_failed,
     posts_owed,
+    requeue_posts,
     waits_behind,
 )
 from bot.store.queries.requests import (
@@ -52,9 +55,11 @@ __all__ = [
     "bot_sso_additions",
     "claim_due",
     "claim_posts",
+    "drop_posts",
     "filed_for_others_since",
     "filed_from",
     "filed_since",
+    "find_posts",
     "find_requests",
     "forget_posts",
     "get_request",
@@ -80,6 +85,7 @@ __all__ = [
     "renew_claim",
     "renew_claims",
     "requests_of",
+    "requeue_posts",
     "revoke_reason",
     "waits_behind",
 ]

@@ -93,3 +93,30 @@ def posts_owed(*, session: Session) -> tuple[int, datetime | None]:
         select(func.count(), func.min(SlackPost.created_at)).where(col(SlackPost.given_up_at).is_(None))
     ).one()
     return int(count or 0), oldest
+
+
+def find_posts(*, session: Session, limit: int) -> list[SlackPost]:
+    """Posts still in the outbox (owed or given up), oldest first."""
+    return list(session.exec(select(SlackPost).order_by(col(SlackPost.id)).limit(limit)).all())
+
+
+def requeue_posts(ids: Sequence[int] | None, *, session: Session, now: datetime) -> list[int]:
+    """Send given-up posts again from `now`, with their give-up bound counted afresh; all of them when `ids` is
+    None. Return the IDs requeued (posts not given up are left alone)."""
+    stmt = (
+        update(SlackPost)
+        .where(col(SlackPost.given_up_at).is_not(None))
+        .values(given_up_at=None, attempts=0, created_at=now, next_attempt_at=now, claimed_by=None, claimed_until=None)
+        .returning(col(SlackPost.id))
+    )
+    if ids is not None:
+        stmt = stmt.where(col(SlackPost.id).in_(list(ids)))
+    return sorted(i for i in session.scalars(stmt, execution_options={"synchronize_session": False}) if i is not None)
+
+
+def drop_posts(ids: Sequence[int] | None, *, session: Session) -> list[int]:
+    """Delete given-up posts for good; all of them when `ids` is None. Return the IDs deleted."""
+    stmt = delete(SlackPost).where(col(SlackPost.given_up_at).is_not(None)).returning(col(SlackPost.id))
+    if ids is not None:
+        stmt = stmt.where(col(SlackPost.id).in_(list(ids)))
+    return sorted(i for i in session.scalars(stmt, execution_options={"synchronize_session": False}) if i is not None)
