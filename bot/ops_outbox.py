@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from sqlmodel import Session
+
 from bot.clock import utcnow
 from bot.config import Settings
 from bot.ops import clip, stamp, table
@@ -30,7 +32,7 @@ def add_command(sub: Any) -> None:
     outbox = sub.add_parser("outbox", help="Slack posts still owed or given up; send given-up ones again")
     what = outbox.add_subparsers(dest="outbox_command")
     for name, says in (
-        ("retry", "send given-up posts again (a running bot sends them within seconds)"),
+        ("retry", "send given-up posts again (a running bot sends them within seconds; DMs as written, however old)"),
         ("drop", "forget given-up posts for good"),
     ):
         action = what.add_parser(name, help=says)
@@ -39,38 +41,38 @@ def add_command(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """List the outbox, or retry/drop given-up posts; 1 when an ID named is missing or not given up."""
+    """List the outbox, or retry/drop given-up posts; 1 when a post named is missing or not given up."""
     engine = open_database(settings.database_url, migrate=False)
     try:
         if args.outbox_command is None:
             with session_scope(engine) as session:
-                return _list(queries.find_posts(session=session, limit=LIST_LIMIT))
+                posts, owed, given_up = queries.find_posts(session=session, limit=LIST_LIMIT)
+            return _list(posts, owed=owed, given_up=given_up)
         if bool(args.post_ids) == bool(args.all):
             print(f"accessbot: outbox {args.outbox_command}: name post IDs, or --all", file=sys.stderr)
             return 2
         ids = None if args.all else sorted(set(args.post_ids))
         with session_scope(engine) as session:
-            problems = [] if ids is None else _not_given_up(ids, session=session)
-            if problems:
-                for problem in problems:
-                    print(f"accessbot: {problem}", file=sys.stderr)
-                return 1
             if args.outbox_command == "retry":
                 done = queries.requeue_posts(ids, session=session, now=utcnow())
                 print(f"{len(done)} given-up post(s) queued again: {_ids(done)}")
             else:
                 done = queries.drop_posts(ids, session=session)
                 print(f"{len(done)} given-up post(s) dropped: {_ids(done)}")
-        return 0
+            # Told after the fact, from the same transaction: a post another operator took meanwhile counts too.
+            problems = [] if ids is None else _why_not(sorted(set(ids) - set(done)), session=session)
+        for problem in problems:
+            print(f"accessbot: {problem}", file=sys.stderr)
+        return 1 if problems else 0
     finally:
         engine.dispose()
 
 
-def _list(posts: Sequence[SlackPost]) -> int:
+def _list(posts: Sequence[SlackPost], *, owed: int, given_up: int) -> int:
     rows = [
         [
             str(post.id),
-            "given up" if post.given_up_at else "owed",
+            _state(post),
             f"#{post.request_id}" if post.request_id else "-",
             _what(post),
             str(_payload(post).get("channel") or "-"),
@@ -83,21 +85,30 @@ def _list(posts: Sequence[SlackPost]) -> int:
     ]
     headers = ["ID", "STATE", "REQUEST", "WHAT", "TO", "TRIES", "WRITTEN", "NEXT TRY / GIVEN UP", "LAST ERROR"]
     print(table(headers, rows))
-    given_up = sum(1 for post in posts if post.given_up_at)
-    print(f"{len(posts) - given_up} owed, {given_up} given up")
+    shown = f" (the first {len(posts)} shown, given-up ones first)" if len(posts) < owed + given_up else ""
+    print(f"{owed} owed, {given_up} given up{shown}")
     if given_up:
-        print("once the cause is fixed: accessbot outbox retry --all (or retry ID …); drop forgets them")
+        print(
+            "once the cause is fixed: accessbot outbox retry ID … (or --all); DMs and reminders are sent as "
+            "written, however old; approval messages show the request as it is then. drop forgets them"
+        )
     return 0
 
 
-def _not_given_up(ids: Sequence[int], *, session: Any) -> list[str]:
-    """Why each of `ids` cannot be retried or dropped: missing, or still being tried."""
+def _state(post: SlackPost) -> str:
+    if post.given_up_at:
+        return "given up"
+    return "owed (retried)" if post.requeued_at else "owed"
+
+
+def _why_not(ids: Sequence[int], *, session: Session) -> list[str]:
+    """Why each of `ids` was not retried or dropped: missing, or still being tried."""
     problems = []
     for post_id in ids:
         post = session.get(SlackPost, post_id)
         if post is None:
             problems.append(f"post {post_id} is not in the outbox (sent, dropped, or never written)")
-        elif post.given_up_at is None:
+        else:
             problems.append(f"post {post_id} is still being tried; only given-up posts are retried or dropped")
     return problems
 

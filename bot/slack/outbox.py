@@ -318,7 +318,7 @@ class Outbox:
         now = self._clock()
         attempts = post.attempts + 1
         hopeless = error in HOPELESS and attempts >= HOPELESS_ATTEMPTS
-        give_up = hopeless or now - post.created_at >= self._tuning.slack_give_up
+        give_up = hopeless or now - (post.requeued_at or post.created_at) >= self._tuning.slack_give_up
         delay = retry_delay(attempts, self._tuning.slack_retry_base, self._tuning.slack_retry_ceiling)
         delay = delay * random.uniform(0.8, 1.2)  # replicas that failed together do not retry together
         if retry_after is not None:

@@ -175,3 +175,5 @@ class SlackPost(SQLModel, table=True):
     claimed_by: str | None = Field(default=None, max_length=256)
     claimed_until: datetime | None = None
     given_up_at: datetime | None = None
+    # When an operator sent it again after it was given up: its give-up bound counts from then.
+    requeued_at: datetime | None = None

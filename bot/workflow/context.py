@@ -134,12 +134,12 @@ class Context:
         row.next_due_at = next_due(self.timeline(row))
         row.claimed_by = row.claimed_until = None
 
-    def approvers(self, request: AccessRequest) -> frozenset[str]:
-        """Who may decide the request now (user groups expanded; escalation contacts once it escalated)."""
+    def approvers(self, request: AccessRequest, *, at: datetime | None = None) -> frozenset[str]:
+        """Who may decide the request now, or `at` (user groups expanded; escalation contacts once it escalated)."""
         if self.catalog.resource(request.resource) is None:
             return frozenset()
         escalated = self.timeline(request).escalate_at
-        late = escalated is not None and self.clock() >= escalated
+        late = escalated is not None and (at or self.clock()) >= escalated
         return self.directory.expand(self.catalog.approvers_of(request.resource, escalated=late))
 
     def spec(self, request: AccessRequest) -> GrantSpec:

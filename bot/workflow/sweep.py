@@ -93,12 +93,10 @@ class SweepService:
             elif status is Status.ACTIVE:
                 action = active_action(line, now, revoke_started=False)
                 {"warn": self._warn, "remind_ack": self._remind_ack}.get(action, self._release)(request_id)
-            elif status is Status.PENDING:
-                action = pending_action(line, now)
-                if action == "remind":
-                    self._remind(request)
-                else:
-                    {"time_out": self._time_out}.get(action, self._release)(request_id)
+            elif status is Status.PENDING and pending_action(line, now) == "time_out":
+                self._time_out(request_id)
+            elif status is Status.PENDING and pending_action(line, now) == "remind":
+                self._remind(request)
             else:
                 self._release(request_id)
         except Exception:
@@ -130,19 +128,22 @@ class SweepService:
     def _remind(self, loaded: AccessRequest) -> None:
         """Remind the approvers of a pending request, the post owed in the transaction that records it.
 
-        Who to mention is asked of Slack first (user groups), outside the row lock; under it the reminder
-        is checked to be still due, since the request may have been decided in between.
+        Who to mention is asked of Slack first (user groups), outside the row lock, for the same moment the
+        reminder is judged at (escalated or not); under the lock the reminder is checked to be still due, since
+        the request may have been decided in between (then it is left to whoever decided it).
         """
         assert loaded.id is not None
+        now = self.ctx.clock()
         try:
-            approvers = sorted(a for a in self.ctx.approvers(loaded) if a != loaded.requester_id)
+            approvers = sorted(a for a in self.ctx.approvers(loaded, at=now) if a != loaded.requester_id)
         except UserError:
             approvers = []  # Slack cannot list the approvers now: remind without mentions
-        now = self.ctx.clock()
         with session_scope(self.ctx.engine) as session:
             row = self.ctx.locked(loaded.id, session)
+            if row.status != Status.PENDING:
+                return
             line = self.ctx.timeline(row)
-            if row.status == Status.PENDING and pending_action(line, now) == "remind":
+            if pending_action(line, now) == "remind":
                 escalating = (
                     line.escalate_at is not None
                     and now >= line.escalate_at

@@ -10,13 +10,18 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
+from sqlalchemy import event
+from sqlmodel import Session
 
 from bot.aws.granters import GroupGranter, KeyGranter, RoleGranter
 from bot.catalog import Kind
+from bot.domain.audit import AuditAction
+from bot.store import queries
 from tests.conftest import Bot
 
 
@@ -127,3 +132,50 @@ def inject(
     fault = Fault(client, operation, code, status, message, times, gate)
     client.meta.events.register(fault.event, fault, unique_id=f"fault-{id(fault)}")
     return fault
+
+
+class DiedAfterCommit(Exception):
+    """What `dying_after_commit` raises out of a commit: the process is gone, nothing after it runs."""
+
+
+@contextmanager
+def dying_after_commit(action: str, times: int = 1) -> Iterator[list[int | None]]:
+    """The first `times` transactions that record the audit event `action` commit, and then the process
+    'dies': an exception out of the commit before anything else hears of it (the outbox's own hand-over of
+    the posts written in it to its senders included), so nothing the code does after the commit happens.
+    Yields the request IDs struck, as they are struck."""
+    struck: list[int | None] = []
+    lock = threading.Lock()
+    record = queries.record_audit
+
+    def recording(*, session: Session, action: AuditAction, **rest: Any) -> None:
+        if action == wanted:
+            session.info[_DIES] = rest.get("request_id")
+        record(session=session, action=action, **rest)
+
+    def died(session: Session) -> None:
+        if _DIES not in session.info:
+            return
+        request_id = session.info.pop(_DIES)
+        with lock:
+            if len(struck) >= times:
+                return
+            struck.append(request_id)
+        raise DiedAfterCommit(f"the process died right after committing {wanted!r} for #{request_id}")
+
+    def forget(session: Session) -> None:
+        session.info.pop(_DIES, None)
+
+    wanted = action
+    queries.record_audit = recording  # type: ignore[assignment]
+    event.listen(Session, "after_commit", died, insert=True)
+    event.listen(Session, "after_rollback", forget)
+    try:
+        yield struck
+    finally:
+        event.remove(Session, "after_rollback", forget)
+        event.remove(Session, "after_commit", died)
+        queries.record_audit = record
+
+
+_DIES = "test:dies_after_commit"

@@ -8,13 +8,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from bot.clock import utcnow
-from tests.conftest import Bot, wait_until
-from tests.integration.faults import bot_iam, bot_kms, inject
+from tests.conftest import TEST_TUNING, Bot, wait_until
+from tests.integration.faults import bot_iam, bot_kms, dying_after_commit, inject
 from tests.integration.flows import approval_update, approve, catalog_with, dm_containing, file_request
 from tests.support.aws import ACCOUNT, World, members
 from tests.support.fake_slack import FakeSlack
@@ -267,6 +269,24 @@ def test_a_revoke_that_keeps_failing_raises_one_alert_and_is_never_recorded_as_d
     assert [e.action for e in bot.audit(request_id)].count("alert") == 1
     alerts = slack.find("chat.postMessage", lambda c: c.args.get("channel") == "C0APPROVALS" and "Revoking" in c.text())
     assert len(alerts) == 1
+
+
+def test_an_alert_the_audit_records_is_posted_even_when_the_process_dies_right_after_its_commit(
+    make_bot: Callable[..., Bot], slack: FakeSlack
+) -> None:
+    bot = make_bot(tuning=replace(TEST_TUNING, slack_lease=timedelta(seconds=1)))
+    outage = inject(bot_kms(bot), "RevokeGrant", code="AccessDeniedException", status=400, message="no kms:RevokeGrant")
+    with dying_after_commit("alert") as struck:
+        request_id = file_request(bot, "U0ALICE", "request payments-key 1s one decrypt")
+        approve(bot, request_id, "U0DAVE", "U0ERIN")
+        alert = slack.wait_for(
+            "chat.postMessage", lambda c: c.channel == "C0APPROVALS" and "Revoking #" in c.text(), timeout=20
+        )
+    assert struck == [request_id]  # the alert's transaction committed, and nothing after it ran
+    assert f"Revoking #{request_id} failed {ALERT_AFTER} times" in alert.text()
+    assert [e.action for e in bot.audit(request_id)].count("alert") == 1
+    outage.stop()
+    bot.wait_status(request_id, "expired", timeout=15)
 
 
 def test_access_already_gone_at_revoke_counts_as_done(bot: Bot, world: World) -> None:

@@ -20,6 +20,7 @@ import pytest
 import requests
 from sqlmodel import select
 
+from bot.clock import utcnow
 from bot.config import Settings
 from bot.runtime import Runtime
 from bot.slack.messages import ACTION_APPROVE
@@ -28,6 +29,7 @@ from bot.store.models import SlackPost
 from bot.testing.fake_slack import Call
 from bot.workflow import Tuning
 from tests.conftest import TEST_TUNING, Bot, wait_until
+from tests.integration.faults import dying_after_commit
 from tests.integration.flows import approve, file_request
 from tests.support.aws import World, members
 from tests.support.fake_slack import FakeSlack
@@ -248,22 +250,22 @@ resources:
 """
 
 
-def test_every_reminder_the_audit_records_was_posted_even_when_one_attempt_dies(
+def test_every_reminder_the_audit_records_is_posted_even_when_the_process_dies_around_it(
     make_bot: Callable[..., Bot], catalog_file: Any, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     catalog_file.write_text(REMINDED_ONLY)
-    bot = make_bot(tuning=fast(lease=timedelta(seconds=1)))
+    bot = make_bot(tuning=fast(lease=timedelta(seconds=1), slack_lease=timedelta(seconds=1)))
     request_id = file_request(bot, "U0ALICE", "request remind-me 1h look at the logs")
     slack.wait_for("chat.postMessage", approval_message(request_id))
     ctx = bot.runtime.workflow.ctx
     asked = {"times": 0}
     real = ctx.approvers
 
-    def dies_once(request: Any) -> frozenset[str]:
+    def dies_once(request: Any, **kwargs: Any) -> frozenset[str]:
         asked["times"] += 1
         if asked["times"] == 1:
-            raise RuntimeError("the process died while sending the first reminder")
-        return real(request)
+            raise RuntimeError("the process died while asking Slack whom to remind")
+        return real(request, **kwargs)
 
     monkeypatch.setattr(ctx, "approvers", dies_once)
 
@@ -271,11 +273,15 @@ def test_every_reminder_the_audit_records_was_posted_even_when_one_attempt_dies(
         threaded = [c for c in slack.find("chat.postMessage") if c.ok and c.args.get("thread_ts")]
         return [c for c in threaded if "Reminder" in c.text()]
 
-    wait_until(lambda: len(reminders()) == 2, timeout=15)
-    assert asked["times"] >= 3  # the attempt that died, then each reminder
+    # The first try dies before it records anything; the next dies right after its commit, before anything
+    # after the commit ran: the reminder it recorded is owed all the same, and sent.
+    with dying_after_commit("reminded") as struck:
+        wait_until(lambda: len(reminders()) == 2, timeout=15)
+    assert struck == [request_id]
+    assert asked["times"] >= 3
     assert all("<@U0OSCAR>" in c.text() for c in reminders())
     recorded = [e for e in bot.audit(request_id) if e.action == "reminded"]
-    assert len(recorded) == 2  # none recorded for the attempt that died, none recorded and never told
+    assert len(recorded) == 2  # one per reminder sent: none for the try that died first, none untold
     row = bot.request(request_id)
     assert row is not None and row.reminders_sent == 2 and row.status == "pending"
 
@@ -289,7 +295,7 @@ def test_an_operator_sees_given_up_posts_and_sends_them_again_once_the_cause_is_
     tmp_path: Path,
 ) -> None:
     slack.failures["chat.postMessage"] = "not_in_channel"  # nobody invited the bot to the approval channel
-    bot = make_bot()
+    bot = make_bot(tuning=fast(slack_give_up=timedelta(seconds=5)))
     operator = operator_for(bot.runtime.settings, monkeypatch, capsys, tmp_path)
     request_id = file_request(bot, "U0ALICE", "request deploy-admins 1h deploy fix")
     wait_until(lambda: len([p for p in posts(bot) if p.given_up_at]) == 2, timeout=10)  # the approval and the DM
@@ -301,34 +307,40 @@ def test_an_operator_sees_given_up_posts_and_sends_them_again_once_the_cause_is_
     approval = next(line for line in lines if "approval message" in line)
     assert "given up" in approval and f"#{request_id}" in approval and "C0APPROVALS" in approval
     assert "not_in_channel" in approval
-    assert "0 owed, 2 given up" in listed.out and "accessbot outbox retry --all" in listed.out
+    assert "0 owed, 2 given up" in listed.out and "accessbot outbox retry" in listed.out
 
     missing = operator("outbox", "retry", "9999")
     assert missing.code == 1 and "post 9999 is not in the outbox" in missing.err
     assert operator("outbox", "retry").code == 2  # neither IDs nor --all
 
-    del slack.failures["chat.postMessage"]  # the bot was invited
+    # Past their give-up bound since written: a retry gives them a bound of their own, and keeps their age.
+    written = {p.id: p.created_at for p in posts(bot)}
+    wait_until(lambda: utcnow() > max(written.values()) + timedelta(seconds=5.5), timeout=10)
+    del slack.failures["chat.postMessage"]  # the bot was invited ...
+    slack.outages["chat.postMessage"] = (503, None)  # ... and Slack has a bad minute
     retried = operator("outbox", "retry", "--all")
     assert retried.code == 0 and "2 given-up post(s) queued again" in retried.out, retried.out
+    # Refused again at once (the DM waits behind the approval message): tried, and not given up.
+    again = wait_until(lambda: (found := posts(bot)) and found[0].attempts >= 1 and found)
+    assert all(p.given_up_at is None and p.requeued_at is not None for p in again)
+    assert {p.id: p.created_at for p in again} == written
+    relisted = operator("outbox").out
+    assert "owed (retried)" in relisted and "2 owed, 0 given up" in relisted
+    refused = operator("outbox", "drop", str(again[0].id))
+    assert refused.code == 1 and f"post {again[0].id} is still being tried" in refused.err
+    assert len(posts(bot)) == 2
+
+    slack.outages.clear()
     message = slack.wait_for("chat.postMessage", approval_message(request_id), timeout=10)
     assert message.buttons(), "the late approval message still carries its buttons"
     approve(bot, request_id)
     bot.wait_status(request_id, "active")
     wait_until(lambda: "0 owed, 0 given up" in operator("outbox").out, timeout=10)
 
-    # Still being tried (Slack answers 503): neither retried nor dropped by hand.
-    slack.outages["chat.postMessage"] = (503, None)
-    other = file_request(bot, "U0CAROL", "request deploy-admins 1h another fix")
-    owed = wait_until(lambda: next((p for p in posts(bot) if p.request_id == other and p.attempts), None))
-    refused = operator("outbox", "drop", str(owed.id))
-    assert refused.code == 1 and f"post {owed.id} is still being tried" in refused.err
-    assert any(p.id == owed.id for p in posts(bot))
-
-    slack.outages.clear()
     slack.failures["chat.postMessage"] = "channel_not_found"
     gone = file_request(bot, "U0BOB", "request prod-readonly 1h a look")
-    wait_until(lambda: any(p.request_id == gone and p.given_up_at for p in posts(bot)), timeout=10)
+    wait_until(lambda: len([p for p in posts(bot) if p.request_id == gone and p.given_up_at]) == 2, timeout=10)
     ids = [p.id for p in posts(bot) if p.given_up_at]
     dropped = operator("outbox", "drop", *(str(i) for i in ids))
-    assert dropped.code == 0 and f"{len(ids)} given-up post(s) dropped" in dropped.out
+    assert dropped.code == 0 and f"{len(ids)} given-up post(s) dropped" in dropped.out, dropped.out
     assert not any(p.id in ids for p in posts(bot))

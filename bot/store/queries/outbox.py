@@ -88,25 +88,30 @@ def post_failed(
 
 
 def posts_owed(*, session: Session) -> tuple[int, datetime | None]:
-    """How many posts are owed (not given up), and when the oldest was written."""
-    count, oldest = session.exec(
-        select(func.count(), func.min(SlackPost.created_at)).where(col(SlackPost.given_up_at).is_(None))
-    ).one()
+    """How many posts are owed (not given up), and when the oldest was written (or sent again by an operator)."""
+    since = func.coalesce(SlackPost.requeued_at, SlackPost.created_at)
+    owed = col(SlackPost.given_up_at).is_(None)
+    count, oldest = session.exec(select(func.count(), func.min(since)).where(owed)).one()
     return int(count or 0), oldest
 
 
-def find_posts(*, session: Session, limit: int) -> list[SlackPost]:
-    """Posts still in the outbox (owed or given up), oldest first."""
-    return list(session.exec(select(SlackPost).order_by(col(SlackPost.id)).limit(limit)).all())
+def find_posts(*, session: Session, limit: int) -> tuple[list[SlackPost], int, int]:
+    """Up to `limit` posts still in the outbox, the given-up ones first, each group oldest first; and how many
+    are owed and given up in all."""
+    given_up = col(SlackPost.given_up_at).is_not(None)
+    posts = session.exec(select(SlackPost).order_by(given_up.desc(), col(SlackPost.id)).limit(limit)).all()
+    counts = session.exec(select(func.count(), func.count(col(SlackPost.given_up_at)))).one()
+    total, gave_up = int(counts[0] or 0), int(counts[1] or 0)
+    return list(posts), total - gave_up, gave_up
 
 
 def requeue_posts(ids: Sequence[int] | None, *, session: Session, now: datetime) -> list[int]:
-    """Send given-up posts again from `now`, with their give-up bound counted afresh; all of them when `ids` is
-    None. Return the IDs requeued (posts not given up are left alone)."""
+    """Send given-up posts again from `now`, their give-up bound counted afresh (their age is kept); all of them
+    when `ids` is None. Return the IDs requeued (posts not given up are left alone)."""
     stmt = (
         update(SlackPost)
         .where(col(SlackPost.given_up_at).is_not(None))
-        .values(given_up_at=None, attempts=0, created_at=now, next_attempt_at=now, claimed_by=None, claimed_until=None)
+        .values(given_up_at=None, attempts=0, requeued_at=now, next_attempt_at=now, claimed_by=None, claimed_until=None)
         .returning(col(SlackPost.id))
     )
     if ids is not None:
