@@ -189,8 +189,9 @@ def pending_query(srv: Servers, workdir: Path, samples: int = 300) -> tuple[dict
     runtime = Runtime.build(settings, http=False, scheduler=False)
     workflow = runtime.workflow
 
-    def home(user: str) -> views.View:
-        return views.home_view(workflow.mine(user), workflow.waiting_page(user), utcnow())
+    def home(user: str) -> views.View:  # as bot/slack/listeners.py builds it
+        mine, waiting = workflow.mine(user), workflow.waiting_page(user)
+        return views.home_view(mine, waiting, utcnow(), given_up=workflow.unposted([*mine, *waiting.rows]))
 
     try:
         page = workflow.waiting_page(APPROVER)

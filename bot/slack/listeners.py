@@ -193,13 +193,15 @@ def _answer(
         return None
     if isinstance(parsed, commands.Mine):
         rows = workflow.mine(user)
-        lines = [messages.line(r, now) for r in rows[:LIST_LINES]]
+        given_up = workflow.unposted(rows[:LIST_LINES])
+        lines = [messages.line(r, now, given_up.get(r.id or 0)) for r in rows[:LIST_LINES]]
         if len(rows) > LIST_LINES:
             lines.append(f"…and {len(rows) - LIST_LINES:,} more; App Home shows the open ones.")
         return "\n".join(lines) or "You have no requests yet."
     if isinstance(parsed, commands.Pending):
         page = workflow.waiting_page(user)
-        lines = [f"{messages.line(r, now)} from <@{r.requester_id}>" for r in page.rows]
+        given_up = workflow.unposted(page.rows)
+        lines = [f"{messages.line(r, now, given_up.get(r.id or 0))} from <@{r.requester_id}>" for r in page.rows]
         if page.more:
             lines.append(f"…and {page.more:,} more.")
         return "\n".join(lines) or "Nothing waits for your approval."
@@ -228,7 +230,9 @@ def _extend(workflow: Workflow, user: str, request_id: int, duration: str) -> Sa
 
 
 def _publish_home(workflow: Workflow, notifier: SlackNotifier, user: str) -> None:
-    notifier.publish_home(user, views.home_view(workflow.mine(user), workflow.waiting_page(user), utcnow()))
+    mine, waiting = workflow.mine(user), workflow.waiting_page(user)
+    given_up = workflow.unposted([*mine, *waiting.rows])
+    notifier.publish_home(user, views.home_view(mine, waiting, utcnow(), given_up=given_up))
 
 
 def _privately(body: dict[str, Any], user: str) -> Reply:

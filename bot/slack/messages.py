@@ -288,14 +288,20 @@ def requester_blocks(request: AccessRequest, event: str) -> Blocks | None:
     ]
 
 
-def line(request: AccessRequest, now: datetime) -> str:
-    """One line per request in lists: id, resource, state, and time left or duration."""
+def line(request: AccessRequest, now: datetime, given_up: str | None = None) -> str:
+    """One line per request in lists: id, resource, state, and time left or duration (`given_up`: Slack's last
+    answer when its approval message was given up)."""
     state = request.status.replace("_", " ")
     extra = left(request, now) if request.status == Status.ACTIVE else duration_of(request)
     if request.starts_at is not None and request.status in (Status.PENDING, Status.APPROVED):
         extra += f", starts {when(request.starts_at)}"
     pending_extension = " (extension waiting)" if request.extension_seconds is not None else ""
-    if request.status == Status.PENDING and not request.approval_ts:
+    if request.status == Status.PENDING and not request.approval_ts and given_up is not None:
+        pending_extension += (
+            f" — :warning: the approval message could not be posted (Slack: {given_up or 'no answer'}); approvers "
+            "were not told: tell them, or ask an operator to resend it (`accessbot outbox retry`)"
+        )
+    elif request.status == Status.PENDING and not request.approval_ts:
         # Slack has not taken the approval message yet (the outbox keeps trying): approvers may not know.
         pending_extension += " — :warning: approval message not posted yet (retrying); approvers may not know"
     return f"#{request.id} *{request.resource}* — {state}, {extra}{pending_extension}"

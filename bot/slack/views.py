@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -135,29 +135,42 @@ def extend_view(request_id: int, default: str) -> View:
     )
 
 
-def home_view(mine: Sequence[AccessRequest], waiting: Sequence[AccessRequest] | Page, now: datetime) -> View:
+def home_view(
+    mine: Sequence[AccessRequest],
+    waiting: Sequence[AccessRequest] | Page,
+    now: datetime,
+    *,
+    given_up: Mapping[int, str] | None = None,
+) -> View:
     """App Home: my active grants, my pending requests, and what waits for my approval.
 
-    Pass `waiting` as a Page (Workflow.waiting_page) to say how many more wait than are shown.
+    Pass `waiting` as a Page (Workflow.waiting_page) to say how many more wait than are shown, and `given_up`
+    (Workflow.unposted) to say which requests' approval messages Slack refused for good.
     """
+    given_up = given_up or {}
     active = [r for r in mine if r.status == "active"]
     pending = [r for r in mine if r.status in ("pending", "approved")]
     rows, total = (waiting.rows, waiting.total) if isinstance(waiting, Page) else (list(waiting), None)
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": "Your access"}}]
-    blocks += _rows(active, len(active), now, "No active grants.", lambda r: [
+    blocks += _rows(active, len(active), now, given_up, "No active grants.", lambda r: [
         button("Extend", ACTION_EXTEND, str(r.id)), button("Revoke", ACTION_REVOKE, str(r.id), "danger")])  # fmt: skip
     blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Your pending requests"}})
-    blocks += _rows(pending, len(pending), now, "Nothing pending.", lambda r: [
+    blocks += _rows(pending, len(pending), now, given_up, "Nothing pending.", lambda r: [
         button("Cancel", ACTION_CANCEL, str(r.id))])  # fmt: skip
     blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Waiting for your approval"}})
-    blocks += _rows(rows, total, now, "Nothing waits for you.", lambda r: [
+    blocks += _rows(rows, total, now, given_up, "Nothing waits for you.", lambda r: [
         button("Approve", ACTION_APPROVE, f"{r.id}:{r.extension_round}", "primary"),
         button("Deny", ACTION_DENY, f"{r.id}:{r.extension_round}", "danger")])  # fmt: skip
     return {"type": "home", "blocks": blocks[:HOME_BLOCKS]}
 
 
 def _rows(
-    rows: Sequence[AccessRequest], total: int | None, now: datetime, empty: str, buttons: Any
+    rows: Sequence[AccessRequest],
+    total: int | None,
+    now: datetime,
+    given_up: Mapping[int, str],
+    empty: str,
+    buttons: Any,
 ) -> list[dict[str, Any]]:
     """Up to HOME_ROWS rows with their buttons, then how many more there are (`total`, when known)."""
     if not rows:
@@ -165,7 +178,8 @@ def _rows(
     shown = rows[:HOME_ROWS]
     blocks: list[dict[str, Any]] = []
     for row in shown:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"{line(row, now)}\n_{row.reason}_"}})
+        text = f"{line(row, now, given_up.get(row.id or 0))}\n_{row.reason}_"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
         blocks.append({"type": "actions", "elements": buttons(row)})
     if total is not None and total > len(shown):
         blocks.append(_note(f"…and {total - len(shown):,} more."))

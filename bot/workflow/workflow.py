@@ -6,7 +6,7 @@ call to the service that owns it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
@@ -15,7 +15,11 @@ from bot.aws.granters import Granter
 from bot.aws.identity import IdentityResolver
 from bot.catalog import Catalog, Kind
 from bot.clock import utcnow
+from bot.domain.lifecycle import Status
 from bot.metrics import Metrics
+from bot.store import queries
+from bot.store.db import session_scope
+from bot.store.models import AccessRequest
 from bot.workflow.base import Directory, Notifier, Tuning
 from bot.workflow.context import Context
 from bot.workflow.extensions import ExtensionService
@@ -112,6 +116,15 @@ class Workflow:
     @on_due.setter
     def on_due(self, listener: Callable[[datetime], None]) -> None:
         self.ctx.on_due = listener
+
+    def unposted(self, rows: Sequence[AccessRequest]) -> dict[int, str]:
+        """Of these requests, the pending ones whose approval message Slack refused for good (given up), with its
+        last answer: nobody was told of them, and no retry is coming unless an operator resends it."""
+        ids = [r.id for r in rows if r.id is not None and r.status == Status.PENDING and not r.approval_ts]
+        if not ids:
+            return {}
+        with session_scope(self.ctx.engine) as session:
+            return queries.approvals_given_up(ids, session=session)
 
     def close(self) -> None:
         """Stop the claim heartbeat (the process is stopping)."""

@@ -195,8 +195,12 @@ def test_a_post_that_keeps_failing_is_given_up_at_the_bound_with_an_error_and_a_
     metrics = requests.get(bot.url + "/metrics", timeout=5).text
     assert 'accessbot_slack_posts_given_up_total{method="chat_postMessage"} 2.0' in metrics
     assert "accessbot_slack_outbox_owed 0.0" in metrics  # given up: no longer owed
-    # Still visible to people: the request waits with nobody told, and says so.
-    assert NOT_POSTED in bot.ask("U0ALICE", "list")
+    # Still visible to people: the request waits with nobody told and no retry coming, and says so.
+    given_up = "the approval message could not be posted (Slack: service_unavailable)"
+    listed = bot.ask("U0ALICE", "list")
+    assert given_up in listed and "accessbot outbox retry" in listed and NOT_POSTED not in listed, listed
+    assert given_up in bot.ask("U0BOB", "pending")
+    assert given_up in home_of(bot, slack, "U0BOB")
 
     # An error no retry cures (the bot is not in the channel) is given up after a few tries, not a day.
     slack.outages.clear()

@@ -17,6 +17,7 @@ from bot.store.queries.holding import (
 )
 from bot.store.queries.identity_center import Added, bot_sso_additions
 from bot.store.queries.outbox import (
+    approvals_given_up,
     claim_posts,
     drop_posts,
     find_posts,
@@ -47,6 +48,7 @@ __all__ = [
     "Added",
     "Page",
     "active_by_kind",
+    "approvals_given_up",
     "audit_events",
     "audit_trail",
     "auto_approved_since",

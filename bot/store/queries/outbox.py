@@ -125,3 +125,15 @@ def drop_posts(ids: Sequence[int] | None, *, session: Session) -> list[int]:
     if ids is not None:
         stmt = stmt.where(col(SlackPost.id).in_(list(ids)))
     return sorted(i for i in session.scalars(stmt, execution_options={"synchronize_session": False}) if i is not None)
+
+
+def approvals_given_up(request_ids: Sequence[int], *, session: Session) -> dict[int, str]:
+    """Of these requests, those whose approval message was given up, with Slack's last answer."""
+    found = session.exec(
+        select(SlackPost.request_id, SlackPost.last_error).where(
+            col(SlackPost.request_id).in_(list(request_ids)),
+            col(SlackPost.render) == "approval",
+            col(SlackPost.given_up_at).is_not(None),
+        )
+    ).all()
+    return {request_id: error or "" for request_id, error in found if request_id is not None}
