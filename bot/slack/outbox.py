@@ -207,17 +207,18 @@ class Outbox:
                 log.exception("Slack outbox: could not forget sent posts; trying again later")
 
     def _deliver(self, post: SlackPost, *, pumped: bool) -> None:
-        """Send one post. A post the pump found (or one about a request with a post this process could not
-        send) first makes sure no earlier post about its request is still owed; a fresh one needs no look:
-        its request's earlier posts went through this same sender before it."""
+        """Send one post, never before an earlier post about its request that is still owed. A post the pump
+        found (or one about a request with a post this process could not send) looks for any such post; a fresh
+        one only for an earlier post that failed (another replica's, during an outage): its request's other
+        earlier posts went through this same sender before it, or are in flight or sent elsewhere."""
         assert post.id is not None
         if time.monotonic() > self._give_up_at:
             with self._lock:
                 self._unsent.append(post.id)
             return
         self._wait_for_slack()
-        if pumped or post.request_id in self._stalled:
-            earlier = self._behind(post)
+        if post.request_id is not None:
+            earlier = self._behind(post, failed_only=not (pumped or post.request_id in self._stalled))
             if earlier is not None:
                 # An earlier post about the same request is still owed: this one goes after it, not before.
                 until = max(earlier, self._clock()) + timedelta(milliseconds=100)
@@ -244,11 +245,11 @@ class Outbox:
         with self._lock:
             self._sent.append(post.id)
 
-    def _behind(self, post: SlackPost) -> datetime | None:
+    def _behind(self, post: SlackPost, *, failed_only: bool) -> datetime | None:
         with self._lock:
             sent = list(self._sent)
         with session_scope(self._engine) as session:
-            return queries.waits_behind(post, session=session, besides=sent)
+            return queries.waits_behind(post, session=session, besides=sent, failed_only=failed_only)
 
     def _wait_for_slack(self) -> None:
         """Hold sending while Slack asked for a pause (Retry-After), unless stopping."""
@@ -269,7 +270,7 @@ class Outbox:
         if request is None:
             return None
         if not request.approval_ts and post.render != "approval":
-            earlier = self._behind(post)
+            earlier = self._behind(post, failed_only=False)
             if earlier is not None:
                 return max(earlier, self._clock()) + timedelta(milliseconds=100)
         if post.render == "thread":

@@ -228,6 +228,33 @@ def test_two_replicas_send_each_owed_post_exactly_once(make_bot: Callable[..., B
         assert len(slack.find("chat.postMessage", approval_message(request_id))) == 1, request_id
 
 
+@pytest.mark.both_databases
+def test_news_one_replica_writes_waits_for_what_another_replica_still_owes_about_that_request(
+    make_bot: Callable[..., Bot], slack: FakeSlack
+) -> None:
+    filer = make_bot(tuning=fast(slack_retry_base=timedelta(seconds=4)))  # its next try comes seconds later
+    voter = make_bot()
+    slack.outages["chat.postMessage"] = (503, None)
+    request_id = file_request(filer, "U0ALICE", "request deploy-admins 1h deploy fix")
+    refused("chat.postMessage", slack)
+    wait_until(
+        lambda: len(owed := posts(filer)) == 2 and owed[0].attempts >= 1
+    )  # the approval refused, the DM behind it
+    slack.outages.clear()  # Slack is back; the filer's retries come in a moment
+
+    # The other replica takes the approval (from App Home: the message is not out yet) before the filer's
+    # next try: its news about the request must not overtake the filer's.
+    assert voter.sender.click("U0BOB", ACTION_APPROVE, str(request_id)).status_code == 200
+    voter.wait_status(request_id, "active")
+    wait_until(lambda: any("You now have" in t for t in slack.dms_to("U0ALICE")), timeout=15)
+    told = [c.text() for c in slack.find("chat.postMessage") if c.ok and c.channel == "U0ALICE"]
+    said = [phrase for t in told for phrase in ("waiting for approval", "approved by", "You now have") if phrase in t]
+    assert said == ["waiting for approval", "approved by", "You now have"], told  # in order, none overtaken
+    message = slack.wait_for("chat.postMessage", approval_message(request_id))
+    update = slack.wait_for("chat.update", lambda c: c.ok and "Approved by" in c.text())
+    assert update.ts == message.ts and update.at > message.at
+
+
 def test_a_votes_news_is_owed_with_the_vote_even_when_its_follow_up_never_runs(
     bot: Bot, slack: FakeSlack, world: World
 ) -> None:

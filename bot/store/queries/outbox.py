@@ -38,10 +38,12 @@ def claim_posts(*, session: Session, now: datetime, owner: str, lease: timedelta
     return sorted(posts, key=lambda post: post.id or 0)
 
 
-def waits_behind(post: SlackPost, *, session: Session, besides: Collection[int] = ()) -> datetime | None:
+def waits_behind(
+    post: SlackPost, *, session: Session, besides: Collection[int] = (), failed_only: bool = False
+) -> datetime | None:
     """When the earliest of the earlier posts about the same request that are still owed is next tried (this
     one waits its turn until then); None when there is none. Posts in `besides` (sent, not deleted yet) do not
-    count."""
+    count; with `failed_only`, only posts Slack refused at least once do."""
     if post.request_id is None:
         return None
     stmt = select(func.min(SlackPost.next_attempt_at)).where(
@@ -49,6 +51,8 @@ def waits_behind(post: SlackPost, *, session: Session, besides: Collection[int] 
         col(SlackPost.id) < (post.id or 0),
         col(SlackPost.given_up_at).is_(None),
     )
+    if failed_only:
+        stmt = stmt.where(col(SlackPost.attempts) > 0)
     if besides:
         stmt = stmt.where(col(SlackPost.id).not_in(list(besides)))
     return session.exec(stmt).one()
