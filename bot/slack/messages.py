@@ -296,7 +296,9 @@ def line(request: AccessRequest, now: datetime, given_up: str | None = None) -> 
     if request.starts_at is not None and request.status in (Status.PENDING, Status.APPROVED):
         extra += f", starts {when(request.starts_at)}"
     pending_extension = " (extension waiting)" if request.extension_seconds is not None else ""
-    if request.status == Status.PENDING and not request.approval_ts and given_up is not None:
+    if request.status == Status.PENDING and not request.approval_ts and given_up == "dropped":
+        pending_extension += " — :warning: the approval message was never posted (dropped); tell the approvers"
+    elif request.status == Status.PENDING and not request.approval_ts and given_up is not None:
         pending_extension += (
             f" — :warning: the approval message could not be posted (Slack: {given_up or 'no answer'}); approvers "
             "were not told: tell them, or ask an operator to resend it (`accessbot outbox retry`)"

@@ -89,7 +89,9 @@ class Outbox:
         self._sent: list[int] = []
         self._sent_at = time.monotonic()
         self._paused_until = 0.0  # monotonic: Slack asked us to wait (429 Retry-After) until then
-        self._stalled: set[int] = set()  # requests with an earlier post this process could not send
+        self._stalled: set[int] = set()  # requests with an earlier post this process could not send (yet)
+        self._held_back: set[int] = set()  # requests with a held-back post anywhere, as of the pump's last poll
+        self._held_back_at = float("-inf")
         self._unsent: list[int] = []  # claimed posts left unsent at stop, released for the next process
         self._wake = threading.Event()
         self._next_due = float("inf")  # monotonic: the earliest retry this process scheduled
@@ -208,22 +210,25 @@ class Outbox:
 
     def _deliver(self, post: SlackPost, *, pumped: bool) -> None:
         """Send one post, never before an earlier post about its request that is still owed. A post the pump
-        found (or one about a request with a post this process could not send) looks for any such post; a fresh
-        one only for an earlier post that failed (another replica's, during an outage): its request's other
-        earlier posts went through this same sender before it, or are in flight or sent elsewhere."""
+        found looks for one, and so does a fresh one about a request with a post that was held back, here or
+        (as of the pump's last poll) in another process; any other fresh post needs no look: its request's
+        earlier posts went through this same sender before it, or went out elsewhere without a hitch."""
         assert post.id is not None
         if time.monotonic() > self._give_up_at:
             with self._lock:
                 self._unsent.append(post.id)
             return
         self._wait_for_slack()
-        if post.request_id is not None:
-            earlier = self._behind(post, failed_only=not (pumped or post.request_id in self._stalled))
+        if pumped or post.request_id in self._stalled or post.request_id in self._held_back:
+            earlier = self._behind(post)
             if earlier is not None:
-                # An earlier post about the same request is still owed: this one goes after it, not before.
-                until = max(earlier, self._clock()) + timedelta(milliseconds=100)
+                # An earlier post about the same request is still owed: this one goes after it, not before (a
+                # moment after its next try, or a little later when that is past: it is being sent elsewhere).
+                until = max(earlier + timedelta(milliseconds=100), self._clock() + timedelta(milliseconds=500))
                 self._write(lambda session: _defer(session, post, until))
                 self._due_at(until)
+                with self._lock:
+                    self._stalled.add(post.request_id or 0)
                 return
             if not pumped:  # the request's newest post, and nothing before it owed: the request is clear
                 with self._lock:
@@ -245,11 +250,11 @@ class Outbox:
         with self._lock:
             self._sent.append(post.id)
 
-    def _behind(self, post: SlackPost, *, failed_only: bool) -> datetime | None:
+    def _behind(self, post: SlackPost) -> datetime | None:
         with self._lock:
             sent = list(self._sent)
         with session_scope(self._engine) as session:
-            return queries.waits_behind(post, session=session, besides=sent, failed_only=failed_only)
+            return queries.waits_behind(post, session=session, besides=sent)
 
     def _wait_for_slack(self) -> None:
         """Hold sending while Slack asked for a pause (Retry-After), unless stopping."""
@@ -270,7 +275,7 @@ class Outbox:
         if request is None:
             return None
         if not request.approval_ts and post.render != "approval":
-            earlier = self._behind(post, failed_only=False)
+            earlier = self._behind(post)
             if earlier is not None:
                 return max(earlier, self._clock()) + timedelta(milliseconds=100)
         if post.render == "thread":
@@ -365,6 +370,7 @@ class Outbox:
             try:
                 self._forget_sent()
                 self._renew_leases()
+                self._read_held_back()
                 if time.monotonic() >= self._paused_until:
                     self._claim_due()
             except Exception:
@@ -374,6 +380,15 @@ class Outbox:
             poll = self._tuning.slack_poll.total_seconds()
             self._wake.wait(max(0.0, min(until - time.monotonic() + 0.01, poll)))
             self._wake.clear()
+
+    def _read_held_back(self) -> None:
+        """Once a poll: which requests have a post held back anywhere (another process's refused post too)."""
+        if time.monotonic() - self._held_back_at < self._tuning.slack_poll.total_seconds():
+            return
+        with session_scope(self._engine) as session:
+            held_back = queries.held_back(session=session)
+        with self._lock:
+            self._held_back, self._held_back_at = held_back, time.monotonic()
 
     def _renew_leases(self) -> None:
         """Keep the posts queued here this process's while they wait (behind a slow Slack, a Retry-After)."""

@@ -118,8 +118,8 @@ class Workflow:
         self.ctx.on_due = listener
 
     def unposted(self, rows: Sequence[AccessRequest]) -> dict[int, str]:
-        """Of these requests, the pending ones whose approval message Slack refused for good (given up), with its
-        last answer: nobody was told of them, and no retry is coming unless an operator resends it."""
+        """Of these requests, the pending ones whose approval message is not coming: Slack refused it for good
+        (given up, with its last answer; an operator may resend it), or an operator dropped it ("dropped")."""
         ids = [r.id for r in rows if r.id is not None and r.status == Status.PENDING and not r.approval_ts]
         if not ids:
             return {}

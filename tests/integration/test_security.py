@@ -160,9 +160,10 @@ def test_rate_limit_and_open_request_cap(make_bot: Callable[..., Bot], catalog_f
     capped = bot.ask(REQUESTER, "request deploy-admins 1h third")
     assert capped == "You already have 2 open requests; cancel or finish one first (/access list)."
     assert bot.count() == 2
-    bot.sender.command(REQUESTER, f"cancel #{first}")
-    pending(bot)
-    bot.sender.command(REQUESTER, "cancel #3")
+    # Each cancel is answered (so done) before the next request: commands run after their ack, side by side.
+    assert bot.ask(REQUESTER, f"cancel #{first}") == f"Request #{first} is cancelled."
+    third = pending(bot)
+    assert bot.ask(REQUESTER, f"cancel #{third}") == f"Request #{third} is cancelled."
     limited = bot.ask(REQUESTER, "request deploy-admins 1h fourth")
     assert limited == "You filed 3 requests in the last 1h, the most allowed; try again later."
     assert bot.count() == 3

@@ -237,9 +237,9 @@ def test_news_one_replica_writes_waits_for_what_another_replica_still_owes_about
     slack.outages["chat.postMessage"] = (503, None)
     request_id = file_request(filer, "U0ALICE", "request deploy-admins 1h deploy fix")
     refused("chat.postMessage", slack)
-    wait_until(
-        lambda: len(owed := posts(filer)) == 2 and owed[0].attempts >= 1
-    )  # the approval refused, the DM behind it
+    # The approval message refused, the DM waiting behind it; the other replica's pump has seen that.
+    wait_until(lambda: len(owed := posts(filer)) == 2 and owed[0].attempts >= 1)
+    wait_until(lambda: request_id in voter.runtime.outbox._held_back)
     slack.outages.clear()  # Slack is back; the filer's retries come in a moment
 
     # The other replica takes the approval (from App Home: the message is not out yet) before the filer's
@@ -377,3 +377,4 @@ def test_an_operator_sees_given_up_posts_and_sends_them_again_once_the_cause_is_
     dropped = operator("outbox", "drop", *(str(i) for i in ids))
     assert dropped.code == 0 and f"{len(ids)} given-up post(s) dropped" in dropped.out, dropped.out
     assert not any(p.id in ids for p in posts(bot))
+    assert "the approval message was never posted (dropped)" in bot.ask("U0BOB", "list")

@@ -38,12 +38,10 @@ def claim_posts(*, session: Session, now: datetime, owner: str, lease: timedelta
     return sorted(posts, key=lambda post: post.id or 0)
 
 
-def waits_behind(
-    post: SlackPost, *, session: Session, besides: Collection[int] = (), failed_only: bool = False
-) -> datetime | None:
+def waits_behind(post: SlackPost, *, session: Session, besides: Collection[int] = ()) -> datetime | None:
     """When the earliest of the earlier posts about the same request that are still owed is next tried (this
     one waits its turn until then); None when there is none. Posts in `besides` (sent, not deleted yet) do not
-    count; with `failed_only`, only posts Slack refused at least once do."""
+    count."""
     if post.request_id is None:
         return None
     stmt = select(func.min(SlackPost.next_attempt_at)).where(
@@ -51,11 +49,24 @@ def waits_behind(
         col(SlackPost.id) < (post.id or 0),
         col(SlackPost.given_up_at).is_(None),
     )
-    if failed_only:
-        stmt = stmt.where(col(SlackPost.attempts) > 0)
     if besides:
         stmt = stmt.where(col(SlackPost.id).not_in(list(besides)))
     return session.exec(stmt).one()
+
+
+def held_back(*, session: Session) -> set[int]:
+    """The requests with an owed post that was held back at least once (refused by Slack, waiting behind an
+    earlier post, or sent again by an operator), by any process: their next posts look before they go."""
+    stmt = (
+        select(SlackPost.request_id)
+        .distinct()
+        .where(
+            col(SlackPost.given_up_at).is_(None),
+            col(SlackPost.request_id).is_not(None),
+            col(SlackPost.next_attempt_at) > col(SlackPost.created_at),
+        )
+    )
+    return {request_id for request_id in session.exec(stmt) if request_id is not None}
 
 
 def forget_posts(ids: Sequence[int], *, session: Session) -> None:
@@ -132,12 +143,18 @@ def drop_posts(ids: Sequence[int] | None, *, session: Session) -> list[int]:
 
 
 def approvals_given_up(request_ids: Sequence[int], *, session: Session) -> dict[int, str]:
-    """Of these requests, those whose approval message was given up, with Slack's last answer."""
+    """Of these requests (none of whose approval messages was posted), those whose approval message is not
+    coming: given up, with Slack's last answer, or no longer in the outbox at all ("dropped")."""
     found = session.exec(
-        select(SlackPost.request_id, SlackPost.last_error).where(
-            col(SlackPost.request_id).in_(list(request_ids)),
-            col(SlackPost.render) == "approval",
-            col(SlackPost.given_up_at).is_not(None),
+        select(SlackPost.request_id, SlackPost.last_error, SlackPost.given_up_at).where(
+            col(SlackPost.request_id).in_(list(request_ids)), col(SlackPost.render) == "approval"
         )
     ).all()
-    return {request_id: error or "" for request_id, error in found if request_id is not None}
+    owed = {request_id for request_id, _error, given_up_at in found if given_up_at is None}
+    given_up = {
+        request_id: error or ""
+        for request_id, error, given_up_at in found
+        if request_id is not None and given_up_at is not None
+    }
+    dropped = {request_id: "dropped" for request_id in request_ids if request_id not in owed | set(given_up)}
+    return {**dropped, **given_up}
