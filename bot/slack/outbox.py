@@ -46,7 +46,11 @@ HOPELESS = frozenset(
     {
         "channel_not_found", "not_in_channel", "is_archived", "msg_too_long", "invalid_blocks", "user_not_found",
         "cannot_dm_bot", "invalid_arguments", "no_text", "invalid_auth", "account_inactive", "token_revoked",
-        "missing_scope", "not_authed", "message_not_found", "cant_update_message",
+        "missing_scope", "not_authed", "message_not_found", "cant_update_message", "no_permission",
+        "restricted_action", "restricted_action_read_only_channel", "restricted_action_thread_only_channel",
+        "restricted_action_non_threadable_channel", "ekm_access_denied", "too_many_attachments",
+        "as_user_not_supported", "invalid_arg_name", "invalid_charset", "invalid_form_data", "invalid_post_type",
+        "missing_post_type",
     }
 )  # fmt: skip
 HOPELESS_ATTEMPTS = 3

@@ -87,7 +87,8 @@ class FakeSlack:
         # users.info's `tz` (an IANA name) per user; a user not listed is in UTC, as Slack's default.
         self.timezones: dict[str, str] = dict(timezones or {})
         self.usergroups: dict[str, list[str]] = dict(usergroups or {})
-        self.failures: dict[str, str] = {}  # method -> the `error` Slack answers it with
+        # method, or "method channel" for one channel only -> the `error` Slack answers it with
+        self.failures: dict[str, str] = {}
         # method -> (HTTP status, Retry-After seconds or None): an outage (503) or a rate limit (429).
         self.outages: dict[str, tuple[int, int | None]] = {}
         self.held: dict[str, threading.Event] = {}  # method -> released when its calls may be answered
@@ -143,8 +144,10 @@ class FakeSlack:
                     "ok": False,
                     "error": "ratelimited" if status == 429 else "service_unavailable",
                 }
-            elif method in self.failures:
-                answer = {"ok": False, "error": self.failures[method]}
+            elif (
+                failure := self.failures.get(f"{method} {args.get('channel')}", self.failures.get(method))
+            ) is not None:
+                answer = {"ok": False, "error": failure}
             else:
                 answer = self._answer(method, args)
             call = Call(method, args, answer, status)

@@ -255,6 +255,32 @@ def test_news_one_replica_writes_waits_for_what_another_replica_still_owes_about
     assert update.ts == message.ts and update.at > message.at
 
 
+def test_a_post_slack_keeps_refusing_holds_back_only_the_posts_to_the_same_place(bot: Bot, slack: FakeSlack) -> None:
+    slack.failures["chat.postMessage U0ALICE"] = "fatal_error"  # the requester's DMs fail, with a retryable error
+    request_id = file_request(bot, "U0ALICE", "request deploy-admins 1h deploy fix")
+    message = slack.wait_for("chat.postMessage", approval_message(request_id))
+    slack.wait_for("chat.postMessage", lambda c: not c.ok and c.channel == "U0ALICE")
+    approve(bot, request_id)
+    bot.wait_status(request_id, "active")
+    # The approval message's update does not wait for the DMs Slack keeps refusing ...
+    slack.wait_for("chat.update", lambda c: c.ok and c.ts == message.ts and "Approved by" in c.text())
+    assert not [c for c in slack.find("chat.postMessage") if c.ok and c.channel == "U0ALICE"]
+    del slack.failures["chat.postMessage U0ALICE"]
+    # ... and the DMs, once Slack takes them, arrive in the order they were written.
+    wait_until(lambda: any("You now have" in t for t in slack.dms_to("U0ALICE")), timeout=15)
+    told = [c.text() for c in slack.find("chat.postMessage") if c.ok and c.channel == "U0ALICE"]
+    said = [phrase for t in told for phrase in ("waiting for approval", "approved by", "You now have") if phrase in t]
+    assert said == ["waiting for approval", "approved by", "You now have"], told
+
+
+def test_an_error_only_a_person_can_fix_is_given_up_after_a_few_tries(bot: Bot, slack: FakeSlack) -> None:
+    slack.failures["chat.postMessage U0ALICE"] = "restricted_action"  # a workspace preference forbids it
+    request_id = file_request(bot, "U0ALICE", "request deploy-admins 1h deploy fix")
+    wait_until(lambda: any(p.given_up_at for p in posts(bot)), timeout=10)
+    given_up = next(p for p in posts(bot) if p.given_up_at)
+    assert (given_up.request_id, given_up.attempts, given_up.last_error) == (request_id, 3, "restricted_action")
+
+
 def test_a_votes_news_is_owed_with_the_vote_even_when_its_follow_up_never_runs(
     bot: Bot, slack: FakeSlack, world: World
 ) -> None:

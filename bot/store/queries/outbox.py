@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
@@ -39,19 +40,34 @@ def claim_posts(*, session: Session, now: datetime, owner: str, lease: timedelta
 
 
 def waits_behind(post: SlackPost, *, session: Session, besides: Collection[int] = ()) -> datetime | None:
-    """When the earliest of the earlier posts about the same request that are still owed is next tried (this
-    one waits its turn until then); None when there is none. Posts in `besides` (sent, not deleted yet) do not
-    count."""
+    """When the earliest of the earlier posts about the same request, in the same line (see `line_of`), that
+    are still owed is next tried (this one waits its turn until then); None when there is none. Posts in
+    `besides` (sent, not deleted yet) do not count."""
     if post.request_id is None:
         return None
-    stmt = select(func.min(SlackPost.next_attempt_at)).where(
+    stmt = select(SlackPost.render, SlackPost.payload, SlackPost.next_attempt_at).where(
         col(SlackPost.request_id) == post.request_id,
         col(SlackPost.id) < (post.id or 0),
         col(SlackPost.given_up_at).is_(None),
     )
     if besides:
         stmt = stmt.where(col(SlackPost.id).not_in(list(besides)))
-    return session.exec(stmt).one()
+    line = line_of(post.render, post.payload)
+    due = [at for render, payload, at in session.exec(stmt) if line_of(render, payload) == line]
+    return min(due, default=None)
+
+
+def line_of(render: str | None, payload: str) -> str:
+    """The line a post keeps its order in: the approval message with its updates and replies is one; every
+    other post is in the line of its channel (the requester's DMs, an audit channel). A post never waits for
+    one in another line: a DM Slack keeps refusing does not hold the approval message's updates back."""
+    if render in ("approval", "update", "thread"):
+        return "approval message"
+    try:
+        channel = json.loads(payload).get("channel")
+    except (ValueError, AttributeError):
+        channel = None
+    return f"channel {channel}"
 
 
 def held_back(*, session: Session) -> set[int]:
