@@ -93,7 +93,8 @@ class Outbox:
         self._sent: list[int] = []
         self._sent_at = time.monotonic()
         self._paused_until = 0.0  # monotonic: Slack asked us to wait (429 Retry-After) until then
-        self._stalled: set[int] = set()  # requests with an earlier post this process could not send (yet)
+        # (request, line) with an earlier post this process could not send (yet): see queries.line_of
+        self._stalled: set[tuple[int, str]] = set()
         self._held_back: set[int] = set()  # requests with a held-back post anywhere, as of the pump's last poll
         self._held_back_at = float("-inf")
         self._unsent: list[int] = []  # claimed posts left unsent at stop, released for the next process
@@ -223,7 +224,8 @@ class Outbox:
                 self._unsent.append(post.id)
             return
         self._wait_for_slack()
-        if pumped or post.request_id in self._stalled or post.request_id in self._held_back:
+        line = (post.request_id or 0, queries.line_of(post.render, post.payload))
+        if pumped or line in self._stalled or post.request_id in self._held_back:
             earlier = self._behind(post)
             if earlier is not None:
                 # An earlier post about the same request is still owed: this one goes after it, not before (a
@@ -232,11 +234,11 @@ class Outbox:
                 self._write(lambda session: _defer(session, post, until))
                 self._due_at(until)
                 with self._lock:
-                    self._stalled.add(post.request_id or 0)
+                    self._stalled.add(line)
                 return
             if not pumped:  # the request's newest post, and nothing before it owed: the request is clear
                 with self._lock:
-                    self._stalled.discard(post.request_id or 0)
+                    self._stalled.discard(line)
         try:
             args = self._render(post)
             if isinstance(args, datetime):
@@ -350,7 +352,8 @@ class Outbox:
         )
         if post.request_id is not None:
             with self._lock:
-                self._stalled.add(post.request_id)  # its later posts look before they go
+                # its later posts in the same line look before they go
+                self._stalled.add((post.request_id, queries.line_of(post.render, post.payload)))
         if give_up:
             self._metrics.slack_given_up.labels(method=post.method).inc()
             log.error(
@@ -390,7 +393,7 @@ class Outbox:
         if time.monotonic() - self._held_back_at < self._tuning.slack_poll.total_seconds():
             return
         with session_scope(self._engine) as session:
-            held_back = queries.held_back(session=session)
+            held_back = queries.held_back(session=session, now=self._clock())
         with self._lock:
             self._held_back, self._held_back_at = held_back, time.monotonic()
 

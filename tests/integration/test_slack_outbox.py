@@ -207,8 +207,13 @@ def test_a_post_that_keeps_failing_is_given_up_at_the_bound_with_an_error_and_a_
     slack.failures["chat.postMessage"] = "not_in_channel"
     patient = make_bot()
     other = file_request(patient, "U0CAROL", "request deploy-admins 1h deploy fix")
-    wait_until(lambda: any(p.request_id == other and p.given_up_at for p in posts(patient)), timeout=10)
-    given_up = next(p for p in posts(patient) if p.request_id == other and p.render == "approval")
+
+    def approval_given_up() -> SlackPost | None:
+        return next(
+            (p for p in posts(patient) if p.request_id == other and p.render == "approval" and p.given_up_at), None
+        )
+
+    given_up = wait_until(approval_given_up, timeout=10)
     assert given_up.attempts == 3 and given_up.last_error == "not_in_channel"
 
 

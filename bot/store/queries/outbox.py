@@ -70,16 +70,23 @@ def line_of(render: str | None, payload: str) -> str:
     return f"channel {channel}"
 
 
-def held_back(*, session: Session) -> set[int]:
-    """The requests with an owed post that was held back at least once (refused by Slack, waiting behind an
-    earlier post, or sent again by an operator), by any process: their next posts look before they go."""
+def held_back(*, session: Session, now: datetime) -> set[int]:
+    """The requests with an owed post that is not simply on its way, by any process: refused by Slack at least
+    once, put back to wait behind an earlier post, sent again by an operator, handed back at a stop, or left
+    by a sender that died (its lease over). Their next posts look before they go."""
     stmt = (
         select(SlackPost.request_id)
         .distinct()
         .where(
             col(SlackPost.given_up_at).is_(None),
             col(SlackPost.request_id).is_not(None),
-            col(SlackPost.next_attempt_at) > col(SlackPost.created_at),
+            or_(
+                col(SlackPost.attempts) > 0,
+                col(SlackPost.requeued_at).is_not(None),
+                col(SlackPost.next_attempt_at) > col(SlackPost.created_at),
+                col(SlackPost.claimed_until).is_(None),
+                col(SlackPost.claimed_until) < now,
+            ),
         )
     )
     return {request_id for request_id in session.exec(stmt) if request_id is not None}
