@@ -297,7 +297,9 @@ def line(request: AccessRequest, now: datetime, given_up: str | None = None) -> 
         extra += f", starts {when(request.starts_at)}"
     pending_extension = " (extension waiting)" if request.extension_seconds is not None else ""
     if request.status == Status.PENDING and not request.approval_ts and given_up == "dropped":
-        pending_extension += " — :warning: the approval message was never posted (dropped); tell the approvers"
+        pending_extension += (
+            " — :warning: no approval message is on its way (dropped, or posted but not recorded); tell the approvers"
+        )
     elif request.status == Status.PENDING and not request.approval_ts and given_up is not None:
         pending_extension += (
             f" — :warning: the approval message could not be posted (Slack: {given_up or 'no answer'}); approvers "

@@ -408,4 +408,4 @@ def test_an_operator_sees_given_up_posts_and_sends_them_again_once_the_cause_is_
     dropped = operator("outbox", "drop", *(str(i) for i in ids))
     assert dropped.code == 0 and f"{len(ids)} given-up post(s) dropped" in dropped.out, dropped.out
     assert not any(p.id in ids for p in posts(bot))
-    assert "the approval message was never posted (dropped)" in bot.ask("U0BOB", "list")
+    assert "no approval message is on its way (dropped" in bot.ask("U0BOB", "list")
