@@ -227,6 +227,8 @@ def test_a_slow_activation_past_its_lease_is_not_taken_over_by_another_replica(
         slow_aws.add_rule("AddUserToGroup", "applied_then_error", delay=6.0, code="LimitExceeded", status=409)
         monkeypatch.setenv("AWS_ENDPOINT_URL", slow_aws.url)
         replica_a = make_bot()
+        # Its clients are built on first use: build them now, while the endpoint is the slow proxy.
+        assert bot_iam(replica_a).meta.endpoint_url.rstrip("/") == slow_aws.url.rstrip("/")
         monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
         replica_b = make_bot()
         set_lease = [replica_a, replica_b]
