@@ -296,19 +296,21 @@ def line(request: AccessRequest, now: datetime, given_up: str | None = None) -> 
     if request.starts_at is not None and request.status in (Status.PENDING, Status.APPROVED):
         extra += f", starts {when(request.starts_at)}"
     pending_extension = " (extension waiting)" if request.extension_seconds is not None else ""
-    if request.status == Status.PENDING and not request.approval_ts and given_up == "dropped":
-        pending_extension += (
-            " — :warning: no approval message is on its way (dropped, or posted but not recorded); tell the approvers"
-        )
-    elif request.status == Status.PENDING and not request.approval_ts and given_up is not None:
-        pending_extension += (
-            f" — :warning: the approval message could not be posted (Slack: {given_up or 'no answer'}); approvers "
-            "were not told: tell them, or ask an operator to resend it (`accessbot outbox retry`)"
-        )
-    elif request.status == Status.PENDING and not request.approval_ts:
-        # Slack has not taken the approval message yet (the outbox keeps trying): approvers may not know.
-        pending_extension += " — :warning: approval message not posted yet (retrying); approvers may not know"
+    if request.status == Status.PENDING and not request.approval_ts:
+        pending_extension += " — :warning: " + _unposted(given_up)
     return f"#{request.id} *{request.resource}* — {state}, {extra}{pending_extension}"
+
+
+def _unposted(given_up: str | None) -> str:
+    """Why the approvers of a pending request may not know of it: its approval message is not in Slack."""
+    if given_up is None:  # the outbox keeps trying
+        return "approval message not posted yet (retrying); approvers may not know"
+    if given_up == "dropped":
+        return "no approval message is on its way (dropped, or posted but not recorded); tell the approvers"
+    return (
+        f"the approval message could not be posted (Slack: {given_up or 'no answer'}); approvers were not told: "
+        "tell them, or ask an operator to resend it (`accessbot outbox retry`)"
+    )
 
 
 def _mentions(ids: str | None) -> str:

@@ -225,7 +225,8 @@ class Outbox:
             return
         self._wait_for_slack()
         line = (post.request_id or 0, queries.line_of(post.render, post.payload))
-        if pumped or line in self._stalled or post.request_id in self._held_back:
+        looked = pumped or line in self._stalled or post.request_id in self._held_back
+        if looked:
             earlier = self._behind(post)
             if earlier is not None:
                 # An earlier post about the same request is still owed: this one goes after it, not before (a
@@ -240,7 +241,7 @@ class Outbox:
                 with self._lock:
                     self._stalled.discard(line)
         try:
-            args = self._render(post)
+            args = self._render(post, looked=looked)
             if isinstance(args, datetime):
                 # An update or reply to an approval message that is itself still owed: after it, not never.
                 self._write(lambda session: _defer(session, post, args))
@@ -267,10 +268,11 @@ class Outbox:
         while (left := self._paused_until - time.monotonic()) > 0 and not self._stopping.is_set():
             time.sleep(min(left, 0.5))
 
-    def _render(self, post: SlackPost) -> dict[str, Any] | datetime | None:
+    def _render(self, post: SlackPost, *, looked: bool) -> dict[str, Any] | datetime | None:
         """The call's arguments, drawn from the request as it is now where the post says so; None: nothing to
         send any more (an update of an approval message that was never posted); a moment: not before then (the
-        approval message it updates or replies to is still owed, by this process or another)."""
+        approval message it updates or replies to is still owed, by this process or another; unless `looked`,
+        the caller found nothing owed before it already)."""
         args: dict[str, Any] = json.loads(post.payload)
         if post.render is None or post.request_id is None:
             return args
@@ -280,7 +282,7 @@ class Outbox:
             votes = queries.open_votes(request, session=session) if request is not None and drawing else []
         if request is None:
             return None
-        if not request.approval_ts and post.render != "approval":
+        if not request.approval_ts and post.render != "approval" and not looked:
             earlier = self._behind(post)
             if earlier is not None:
                 return max(earlier, self._clock()) + timedelta(milliseconds=100)

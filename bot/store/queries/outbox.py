@@ -81,9 +81,10 @@ def held_back(*, session: Session, now: datetime) -> set[int]:
             col(SlackPost.given_up_at).is_(None),
             col(SlackPost.request_id).is_not(None),
             or_(
+                # Refused, put back or resent (a failed, deferred or requeued post is unclaimed until taken again):
                 col(SlackPost.attempts) > 0,
-                col(SlackPost.requeued_at).is_not(None),
                 col(SlackPost.next_attempt_at) > col(SlackPost.created_at),
+                # Nobody is sending it: handed back at a stop, or its sender died.
                 col(SlackPost.claimed_until).is_(None),
                 col(SlackPost.claimed_until) < now,
             ),
@@ -179,5 +180,6 @@ def approvals_given_up(request_ids: Sequence[int], *, session: Session) -> dict[
         for request_id, error, given_up_at in found
         if request_id is not None and given_up_at is not None
     }
-    dropped = {request_id: "dropped" for request_id in request_ids if request_id not in owed | set(given_up)}
+    known = owed | set(given_up)
+    dropped = {request_id: "dropped" for request_id in request_ids if request_id not in known}
     return {**dropped, **given_up}
