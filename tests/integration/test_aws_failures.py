@@ -71,12 +71,16 @@ def test_persistent_server_error_fails_the_request_after_every_retry(
 ) -> None:
     catalog_file.write_text(catalog_with(SOLO_KEY))
     bot = make_bot()
-    outage = inject(bot_kms(bot), "CreateGrant", code="KMSInternalException", status=500, message="Internal error")
+    # Every try of the grant fails; the undo's own CreateGrant (sent again to learn the GrantId) then passes.
+    outage = inject(
+        bot_kms(bot), "CreateGrant", code="KMSInternalException", status=500, message="Internal error", times=5
+    )
     request_id = file_request(bot, "U0ALICE", "request solo-key 1h rotating secrets")
     approve(bot, request_id)
 
     failed = bot.wait_status(request_id, "failed", timeout=15)
     assert outage.failed == 5  # botocore's standard mode, total_max_attempts 5
+    wait_until(lambda: (row := bot.request(request_id)) is not None and row.ended_at is not None)
     assert grants_on(world) == []
     expected = "AWS refused kms:CreateGrant: Internal error (KMSInternalException: AWS had a temporary problem"
     assert failed.last_error is not None and failed.last_error.startswith(expected)

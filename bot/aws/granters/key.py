@@ -107,13 +107,7 @@ class KeyGranter:
         if exact:
             kept = exact[0]
         else:
-            with aws_call("kms:CreateGrant"):
-                answer = self._kms.create_grant(
-                    KeyId=key_arn,
-                    GranteePrincipal=spec.iam_user_arn,
-                    Operations=list(spec.operations),
-                    Name=spec.name,
-                )
+            answer = self._create(key_arn, spec)
             kept = str(answer["GrantId"])
             if answer.get("ResponseMetadata", {}).get("RetryAttempts", 0):
                 # botocore sent CreateGrant more than once: an attempt that AWS applied but answered with an
@@ -124,13 +118,15 @@ class KeyGranter:
         return kept
 
     def revoke(self, spec: GrantSpec, grant_ref: str | None) -> Ended:
-        """Revoke the request's grant by its stored GrantId, on the recorded key; list its grants only when in doubt.
+        """Revoke the request's grant by its GrantId, on the recorded key; list its grants only when in doubt.
 
         grant() leaves exactly one grant of the request on the key and that GrantId is stored, so revoking it
         is the whole end, in one call: no ListGrants, whose pages grow with the grants on the key. The grants
         of this request are listed (filtered by grantee) and every one revoked, so that none outlives the
         request, only when there is doubt: no GrantId was stored (the undo of a grant that failed partway, or
         of one that crashed before it was recorded) or the stored one is not found (revoked by someone else).
+        Without a stored GrantId the ID is first asked of AWS by sending the same CreateGrant again (see
+        _grant_id_again): ListGrants is eventually consistent, so a grant made seconds ago may not be listed yet.
         A copy that a version before this rule left beside a stored grant (only when a crashed grant was
         retried with other operations: KMS answers a retry of the same Name and parameters with the same
         grant) outlives its request as an orphan that reconcile reports and `--fix` revokes.
@@ -138,11 +134,15 @@ class KeyGranter:
         key_arn = spec.target_arn or self._legacy_key(spec)
         if key_arn is None:
             return Ended()
+        stored = bool(grant_ref)
+        if not stored:
+            grant_ref = self._grant_id_again(key_arn, spec)
         if grant_ref:
             try:
                 with aws_call("kms:RevokeGrant"):
                     self._kms.revoke_grant(KeyId=key_arn, GrantId=grant_ref)
-                return Ended()
+                if stored:
+                    return Ended()
             except AwsError as exc:
                 if not exc.gone:
                     raise
@@ -154,6 +154,39 @@ class KeyGranter:
             raise
         self._revoke_all(key_arn, grant_ids)
         return Ended()
+
+    def _create(self, key_arn: str, spec: GrantSpec) -> dict[str, Any]:
+        """CreateGrant for the request, always with the same parameters and Name (see _grant_id_again)."""
+        with aws_call("kms:CreateGrant"):
+            return dict(
+                self._kms.create_grant(
+                    KeyId=key_arn,
+                    GranteePrincipal=spec.iam_user_arn,
+                    Operations=list(spec.operations),
+                    Name=spec.name,
+                )
+            )
+
+    def _grant_id_again(self, key_arn: str, spec: GrantSpec) -> str | None:
+        """The GrantId of the request's grant, from the identical CreateGrant sent again; None when AWS refuses it.
+
+        A CreateGrant that AWS applied but answered with an error (or a crash before its answer was recorded)
+        leaves no GrantId, and ListGrants may not show the grant for a while ("Grants in AWS KMS", "Eventual
+        consistency": a change can take up to five minutes to be seen throughout KMS). The KMS API Reference
+        (CreateGrant, Name): "When this value is present, you can retry a CreateGrant request with identical
+        parameters; if the grant already exists, the original GrantId is returned without creating a new
+        grant" (https://docs.aws.amazon.com/kms/latest/APIReference/API_CreateGrant.html). So the same request
+        again names the grant to revoke. When the first CreateGrant never took effect this one makes the
+        grant, revoked at once by the caller: access the request was approved for, for the few minutes KMS
+        may take to see the revoke. A key AWS no longer lets grants be made on (disabled, pending deletion)
+        answers with an error that is not transient: the caller then lists the grants instead.
+        """
+        try:
+            return str(self._create(key_arn, spec)["GrantId"])
+        except AwsError as exc:
+            if exc.transient:
+                raise  # the undo stays owed and is tried again
+            return None
 
     def _revoke_all(self, key_arn: str, grant_ids: list[str]) -> None:
         """Revoke the grants; one already gone counts as revoked."""

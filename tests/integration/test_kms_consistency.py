@@ -1,0 +1,159 @@
+"""KMS grants as AWS documents them (the model in tests/support/aws_model/kms.py): a failed CreateGrant that AWS
+applied is undone by its GrantId, found by sending the same CreateGrant again, while ListGrants lags."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+import pytest
+
+from bot.aws.clients import RETRIES
+from bot.aws.errors import AwsError
+from bot.aws.granters import GrantSpec, KeyGranter
+from tests.conftest import Bot, wait_until
+from tests.integration.flows import approve, catalog_with, file_request
+from tests.support.aws import ACCOUNT, World
+from tests.support.aws_model.kms import KmsModel
+
+HOUR = 3600.0  # a lag no test outlives: ListGrants never shows the new grant during the test
+ALICE = f"arn:aws:iam::{ACCOUNT}:user/alice"
+ATTEMPTS = 5  # botocore's standard mode, total_max_attempts 5 (bot/aws/clients.py)
+
+
+@pytest.fixture
+def model(moto_url: str, world: World) -> Iterator[KmsModel]:
+    with KmsModel(moto_url, list_lag=HOUR) as running:
+        yield running
+
+
+def kms_through(model: KmsModel) -> object:
+    return boto3.client("kms", endpoint_url=model.url, config=RETRIES)
+
+
+def spec(world: World, request_id: int = 7) -> GrantSpec:
+    return GrantSpec(
+        request_id=request_id,
+        iam_user="alice",
+        iam_user_arn=ALICE,
+        target="alias/payments",
+        expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+        operations=("Decrypt",),
+        target_arn=world.key_arn,
+    )
+
+
+def grants_in_moto(world: World) -> list[str]:
+    return [g["GrantId"] for g in world.kms.list_grants(KeyId=world.key_arn)["Grants"]]
+
+
+# -- the model itself ---------------------------------------------------------------------------
+
+
+def test_moto_alone_makes_a_second_grant_for_a_named_retry(world: World) -> None:
+    """Why the model exists: this is what differs from AWS's CreateGrant reference."""
+    first = world.kms.create_grant(KeyId=world.key_arn, GranteePrincipal=ALICE, Operations=["Decrypt"], Name="n")
+    again = world.kms.create_grant(KeyId=world.key_arn, GranteePrincipal=ALICE, Operations=["Decrypt"], Name="n")
+    assert first["GrantId"] != again["GrantId"] and len(grants_in_moto(world)) == 2
+
+
+def test_model_answers_a_named_identical_retry_with_the_same_grant(model: KmsModel, world: World) -> None:
+    kms = kms_through(model)
+    asked = {"KeyId": world.key_arn, "GranteePrincipal": ALICE, "Operations": ["Decrypt"], "Name": "accessbot-7"}
+    first, again = kms.create_grant(**asked), kms.create_grant(**asked)  # type: ignore[attr-defined]
+    assert again["GrantId"] == first["GrantId"]
+    assert again["GrantToken"] != first["GrantToken"]  # "the returned grant token is unique with every request"
+    other = kms.create_grant(**{**asked, "Operations": ["Encrypt"]})  # type: ignore[attr-defined]
+    without_name = {k: v for k, v in asked.items() if k != "Name"}
+    unnamed = [kms.create_grant(**without_name) for _ in range(2)]  # type: ignore[attr-defined]
+    assert other["GrantId"] != first["GrantId"] and unnamed[0]["GrantId"] != unnamed[1]["GrantId"]
+    assert model.grants_made == 4 and len(grants_in_moto(world)) == 4
+
+
+def test_model_makes_a_new_grant_when_the_named_one_was_revoked(model: KmsModel, world: World) -> None:
+    kms = kms_through(model)
+    asked = {"KeyId": world.key_arn, "GranteePrincipal": ALICE, "Operations": ["Decrypt"], "Name": "accessbot-7"}
+    first = kms.create_grant(**asked)["GrantId"]  # type: ignore[attr-defined]
+    kms.revoke_grant(KeyId=world.key_arn, GrantId=first)  # type: ignore[attr-defined]
+    assert kms.create_grant(**asked)["GrantId"] != first  # type: ignore[attr-defined]
+
+
+def test_model_lists_a_new_grant_late_and_a_revoked_one_for_a_while(model: KmsModel, world: World) -> None:
+    kms = kms_through(model)
+    made = kms.create_grant(KeyId=world.key_arn, GranteePrincipal=ALICE, Operations=["Decrypt"])["GrantId"]  # type: ignore[attr-defined]
+    assert kms.list_grants(KeyId=world.key_arn)["Grants"] == []  # type: ignore[attr-defined]
+    model.settle()
+    assert [g["GrantId"] for g in kms.list_grants(KeyId=world.key_arn)["Grants"]] == [made]  # type: ignore[attr-defined]
+    kms.revoke_grant(KeyId=world.key_arn, GrantId=made)  # type: ignore[attr-defined]
+    assert grants_in_moto(world) == []
+    assert [g["GrantId"] for g in kms.list_grants(KeyId=world.key_arn)["Grants"]] == [made]  # type: ignore[attr-defined]
+
+
+# -- the granter --------------------------------------------------------------------------------
+
+
+def test_undo_of_a_create_grant_applied_but_answered_with_5xx_leaves_no_grant(model: KmsModel, world: World) -> None:
+    model.add_rule("CreateGrant", "applied_then_error", times=ATTEMPTS)
+    granter = KeyGranter(kms_through(model))
+
+    with pytest.raises(AwsError, match="KMSInternalException"):
+        granter.grant(spec(world))
+    assert len(grants_in_moto(world)) == 1 and model.grants_made == 1  # every retry named the same grant
+
+    granter.revoke(spec(world), None)  # the undo of a failed grant: no GrantId was stored
+
+    assert grants_in_moto(world) == []
+    assert model.count("CreateGrant") == ATTEMPTS + 1 and model.grants_made == 1
+
+
+def test_undo_when_aws_never_applied_the_grant_leaves_no_grant(model: KmsModel, world: World) -> None:
+    model.add_rule("CreateGrant", "error", times=ATTEMPTS)
+    granter = KeyGranter(kms_through(model))
+    with pytest.raises(AwsError):
+        granter.grant(spec(world))
+    assert grants_in_moto(world) == []
+
+    granter.revoke(spec(world), None)  # makes the grant with the same CreateGrant, and revokes it at once
+
+    assert grants_in_moto(world) == [] and model.grants_made == 1
+
+
+def test_undo_that_cannot_send_create_grant_again_stays_owed(model: KmsModel, world: World) -> None:
+    model.add_rule("CreateGrant", "applied_then_error", times=2 * ATTEMPTS)  # the undo's tries too
+    granter = KeyGranter(kms_through(model))
+    with pytest.raises(AwsError):
+        granter.grant(spec(world))
+    with pytest.raises(AwsError, match="KMSInternalException"):
+        granter.revoke(spec(world), None)  # a transient refusal: the undo is tried again later
+    assert len(grants_in_moto(world)) == 1
+    granter.revoke(spec(world), None)
+    assert grants_in_moto(world) == []
+
+
+SOLO_KEY = """
+  solo-key:
+    kind: kms_key
+    key_id: alias/payments
+    operations: [Decrypt]
+    approvers: [platform]
+"""
+
+
+def test_bot_undoes_a_grant_aws_applied_but_refused_while_list_grants_lags(
+    make_bot: Callable[..., Bot], catalog_file: Path, world: World, model: KmsModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog_file.write_text(catalog_with(SOLO_KEY))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", model.url)  # the bot's KMS client is built on its first call
+    model.add_rule("CreateGrant", "applied_then_error", times=ATTEMPTS)
+    bot = make_bot()
+    request_id = file_request(bot, "U0ALICE", "request solo-key 1h rotating secrets")
+    approve(bot, request_id)
+
+    bot.wait_status(request_id, "failed", timeout=15)
+    undone = wait_until(lambda: (row := bot.request(request_id)) is not None and row.ended_at is not None, timeout=15)
+
+    assert undone and grants_in_moto(world) == []
+    assert model.grants_made == 1 and model.count("CreateGrant") == ATTEMPTS + 1
+    assert "undone" in [e.action for e in bot.audit(request_id)]
