@@ -36,11 +36,13 @@ KMS_OPERATIONS = frozenset(
         "GenerateMac",
         "VerifyMac",
         "DescribeKey",
-        "CreateGrant",
-        "RetireGrant",
         "DeriveSharedSecret",
     }
 )
+# Grant administration: a grantee allowed these could make grants of its own (which outlive the request and
+# that the bot never revokes) or retire and revoke grants. KMS Developer Guide, "Grants in AWS KMS", "Grant
+# operations": CreateGrant, RetireGrant and RevokeGrant are the grant operations a grant can allow or not.
+GRANT_ADMINISTRATION = frozenset({"CreateGrant", "RetireGrant", "RevokeGrant"})
 
 
 class Kind(StrEnum):
@@ -172,6 +174,12 @@ class KeyResource(ResourceBase):
 
     @model_validator(mode="after")
     def _known_operations(self) -> KeyResource:
+        administering = sorted(set(self.operations) & GRANT_ADMINISTRATION)
+        if administering:
+            raise ValueError(
+                f"operations: {', '.join(administering)} would let the grantee make or remove grants of its own, "
+                "which outlive the request; accessbot grants only the use of a key: remove them"
+            )
         unknown = sorted(set(self.operations) - KMS_OPERATIONS)
         if unknown:
             raise ValueError(f"operations: unknown KMS operation(s) {', '.join(unknown)}")

@@ -196,6 +196,11 @@ def _because(reason: str | None) -> str:
     return f": {escape(reason)}" if reason else "."
 
 
+# KMS Developer Guide, "Grants in AWS KMS", "Eventual consistency": a revoked grant may take up to about
+# five minutes to be seen throughout KMS, so the key may keep working for the grantee that long.
+KMS_LINGERS = "AWS KMS may keep honouring the grant for a few minutes while the revoke reaches all of KMS."
+
+
 def requester_text(request: AccessRequest, event: str, note: str | None = None) -> str:
     """The DM the requester gets at each step (an operator's note, such as a revoke reason, appended)."""
     text = _requester_text(request, event)
@@ -203,6 +208,8 @@ def requester_text(request: AccessRequest, event: str, note: str | None = None) 
         text += f" {mention(request.filed_by)} filed it for you."
     if event == "ended" and request.status == Status.REVOKED and request.ended_by:
         text = text.removesuffix(".") + f" by {mention(request.ended_by)}."
+    if event == "ended" and request.kind == "kms_key":
+        text += f" {KMS_LINGERS}"
     return f"{text} Reason: {escape(note)}" if note else text
 
 

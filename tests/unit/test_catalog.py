@@ -320,6 +320,16 @@ BROKEN = [
         id="unknown-kms-operation",
     ),
     pytest.param(
+        edited(("resources.payments-key.operations", ["Decrypt", "CreateGrant"])),
+        "resources.payments-key.operations: CreateGrant would let the grantee make or remove grants of its own",
+        id="kms-create-grant-refused",
+    ),
+    pytest.param(
+        edited(("resources.payments-key.operations", ["RevokeGrant", "RetireGrant"])),
+        "resources.payments-key.operations: RetireGrant, RevokeGrant would let the grantee",
+        id="kms-retire-and-revoke-grant-refused",
+    ),
+    pytest.param(
         edited(("resources.payments-key.operations", [])),
         "resources.payments-key.operations:",
         id="no-kms-operations",
