@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.aws.granters import PREFIX
 from bot.aws.inventory import KeyGrant, UserPolicy, request_id_of
 from bot.catalog import Catalog, KeyResource, Kind
 from bot.reconcile.report import Drift, Problem
 from bot.store.queries import Added
+
+# KMS Developer Guide, "Grants in AWS KMS", "Eventual consistency": a revoke may take up to about five minutes
+# to be seen throughout KMS, ListGrants included. A grant of a request that ended less than this long ago is
+# not reported (it may be a revoked grant still listed); one still there after it is revoked by the scheduled
+# check (see Reconciler.scheduled), twice the documented delay.
+KMS_SETTLE = timedelta(minutes=10)
 
 # Identity Center access, as reconcile names it: (kind, Identity Store UserId, target).
 SsoKey = tuple[str, str, str]
@@ -46,6 +52,7 @@ class Request:
     target_arn: str | None
     expires_at: datetime | None
     approval_channel: str | None
+    ended_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,8 @@ class Database:
     named: Mapping[int, Request]  # the requests that what AWS has names; an ID without a row is absent
     # Identity Center access the bot added last (per kind, user and target), read after the listing.
     sso_added: tuple[Added, ...] = ()
+    # Requests whose KMS grant ended less than KMS_SETTLE ago: what ListGrants says of them may be stale.
+    settling: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -145,11 +154,14 @@ def _orphans(database: Database, aws: Aws, catalog: Catalog) -> list[Drift]:
         user = grant.grantee.rsplit("/", 1)[-1]
         if row is None or not _grants_key(row, grant, aws, catalog):
             found.append(_foreign(Kind.KMS_KEY, user, grant.key_arn, grant.name, request_id, row))
-        elif request_id not in database.holders:
+        elif request_id not in database.holders and request_id not in database.settling:
             detail, channel = why(request_id)
+            lingering = row.ended_at is not None
+            if lingering:
+                detail = f"{detail} and ended at {_when(row.ended_at)}, but AWS still has its grant"
             found.append(
                 Drift(Problem.ORPHAN, Kind.KMS_KEY, user, grant.key_arn, grant.name, request_id, detail, channel,
-                      grant_id=grant.grant_id)
+                      grant_id=grant.grant_id, lingering=lingering)
             )  # fmt: skip
     held = {(r.iam_user, r.target) for r in database.holders.values() if r.kind == Kind.IAM_GROUP}
     for (user, group), request_id in sorted(database.group_pairs.items()):

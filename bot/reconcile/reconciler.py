@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -65,6 +66,21 @@ class Reconciler:
         """Re-apply missing grants and remove orphans; audit each repair."""
         return self._repairer.fix(report)
 
+    def _revoke_lingering(self, report: Report) -> Report:
+        """Revoke the KMS grants of requests that ended KMS_SETTLE ago or more and that AWS still has.
+
+        The bot owes those revokes: its end revoked the grant by ID, but a copy made by an undo that AWS applied
+        late, or a revoke KMS did not apply, leaves one. Other drift is only reported (`--fix` is for people).
+        """
+        lingering = [d for d in report.drift if d.lingering]
+        if not lingering:
+            return report
+        fixes = self._repairer.fix(replace(report, drift=tuple(lingering))).fixes
+        for fix in fixes:
+            log.warning("reconcile revoked a KMS grant still there after its end: %s (%s)", fix.drift.line, fix.outcome)
+        done = {id(f.drift) for f in fixes if f.done}
+        return replace(report, drift=tuple(d for d in report.drift if id(d) not in done))  # the rest alerts
+
     def scheduled(self, alerter: Alerter, *, interval: float) -> Report | None:
         """The scheduler's periodic check: one replica per interval runs it and alerts on drift."""
         now = self._clock()
@@ -73,7 +89,7 @@ class Reconciler:
             if last is not None and now - last < timedelta(seconds=interval * 0.9):
                 return None  # another replica ran it recently
             queries.record_audit(session=session, actor=SYSTEM, action=RUN_ACTION, at=now)
-        report = self.check()
+        report = self._revoke_lingering(self.check())
         if not report.unresolved:
             return report
         log.warning("reconcile found %d drift(s) between the database and AWS", report.unresolved)

@@ -34,6 +34,8 @@ class Drift:
     channel: str | None = None
     grant_id: str = ""  # a KMS orphan's GrantId
     principal_id: str = ""  # an Identity Center orphan's Identity Store UserId
+    # A KMS grant of a request the bot ended at least KMS_SETTLE ago: the scheduled check revokes it.
+    lingering: bool = False
 
     @property
     def line(self) -> str:

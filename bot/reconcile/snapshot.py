@@ -19,7 +19,7 @@ from bot.aws.granters import Granter, GrantSpec
 from bot.catalog import Catalog, GroupResource, KeyResource, Kind, split_permission_set_target
 from bot.catalog.models import ACCOUNTS_SEPARATOR
 from bot.domain.lifecycle import Status
-from bot.reconcile.drift import Aws, Database, Held, Request, SsoKey
+from bot.reconcile.drift import KMS_SETTLE, Aws, Database, Held, Request, SsoKey
 from bot.store import queries
 from bot.store.db import session_scope
 from bot.store.models import AccessRequest
@@ -62,6 +62,9 @@ def take(
         group_pairs=pairs,
         named=named,
         sso_added=sso_added,
+        settling=frozenset(
+            r.id for r in named.values() if r.kind == Kind.KMS_KEY and r.ended_at and now - r.ended_at < KMS_SETTLE
+        ),
     )
     return database, aws
 
@@ -105,6 +108,7 @@ def request_of(row: AccessRequest) -> Request:
         target_arn=row.target_arn,
         expires_at=row.expires_at,
         approval_channel=row.approval_channel,
+        ended_at=row.ended_at,
     )
 
 

@@ -4,19 +4,28 @@ applied is undone by its GrantId, found by sending the same CreateGrant again, w
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
 import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
 
-from bot.aws.clients import RETRIES
+from bot.aws.clients import RETRIES, AwsClients
 from bot.aws.errors import AwsError
 from bot.aws.granters import GrantSpec, KeyGranter
+from bot.catalog import Kind, load_catalog
+from bot.clock import utcnow
+from bot.reconcile import Reconciler
+from bot.store.db import session_scope
+from bot.store.models import AccessRequest, AuditEvent
+from bot.wiring import build_granters
 from tests.conftest import Bot, wait_until
 from tests.integration.flows import approve, catalog_with, file_request
 from tests.support.aws import ACCOUNT, World
 from tests.support.aws_model.kms import KmsModel
+from tests.support.grants import Planned, bot_key_grants, grant_directly
 
 HOUR = 3600.0  # a lag no test outlives: ListGrants never shows the new grant during the test
 ALICE = f"arn:aws:iam::{ACCOUNT}:user/alice"
@@ -157,3 +166,50 @@ def test_bot_undoes_a_grant_aws_applied_but_refused_while_list_grants_lags(
     assert undone and grants_in_moto(world) == []
     assert model.grants_made == 1 and model.count("CreateGrant") == ATTEMPTS + 1
     assert "undone" in [e.action for e in bot.audit(request_id)]
+
+
+# -- reconcile looks again ----------------------------------------------------------------------
+
+
+class Alerts:
+    """The alerter the scheduled check posts to: what it said, per channel."""
+
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, str]] = []
+
+    def channel_alert(self, channel: str, text: str) -> None:
+        self.posted.append((channel, text))
+
+
+@pytest.mark.both_databases
+def test_scheduled_reconcile_revokes_a_kms_grant_still_there_ten_minutes_after_its_end(
+    engine: Engine, catalog_file: Path, world: World
+) -> None:
+    carol = str(world.iam.get_user(UserName="carol")["User"]["Arn"])
+    plans = [Planned(Kind.KMS_KEY, "carol", carol), Planned(Kind.KMS_KEY, "carol", carol)]
+    earlier, recent = grant_directly(engine, world.iam, world.kms, plans, lambda _i: utcnow(), due=False)
+    now = utcnow()
+    with session_scope(engine) as session:  # both ended; AWS still has both grants (a revoke it did not apply)
+        for request_id, ago in ((earlier, timedelta(minutes=11)), (recent, timedelta(minutes=2))):
+            row = session.get(AccessRequest, request_id)
+            assert row is not None
+            row.status, row.ended_at = "expired", now - ago
+    clock = [now]
+    aws = AwsClients.create()
+    reconciler = Reconciler(
+        engine=engine, catalog=load_catalog(catalog_file), granters=build_granters(aws), iam=aws.iam,
+        kms=aws.kms, clock=lambda: clock[0],
+    )  # fmt: skip
+    alerts = Alerts()
+
+    reconciler.scheduled(alerts, interval=0)
+
+    assert bot_key_grants(world.kms) == [f"accessbot-{recent}"]  # within the settle time: maybe a stale listing
+    assert alerts.posted == []
+    with session_scope(engine) as session:
+        removed = session.exec(select(AuditEvent).where(col(AuditEvent.action) == "orphan_removed")).all()
+        assert [e.request_id for e in removed] == [earlier]
+
+    clock[0] = now + timedelta(minutes=9)  # the recent one has now been ended 11 minutes
+    reconciler.scheduled(alerts, interval=0)
+    assert bot_key_grants(world.kms) == [] and alerts.posted == []

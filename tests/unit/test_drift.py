@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -116,3 +117,35 @@ POLICY = UserPolicy("alice", "accessbot-2", frozenset({ROLE}))
 )
 def test_compare(database: Database, found: Aws, expected: list[tuple[Problem, int]]) -> None:
     assert [(d.problem, d.request_id) for d in compare(database, found, CATALOG)] == expected
+
+
+ENDED = datetime(2029, 12, 31, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("database", "lingering"),
+    [
+        pytest.param(
+            replace(
+                snapshot(named=[request(3, Kind.KMS_KEY, status="expired", ended_at=ENDED)]), settling=frozenset({3})
+            ),
+            None,
+            id="a-kms-grant-ended-moments-ago-may-still-be-listed-so-is-not-reported",
+        ),
+        pytest.param(
+            snapshot(named=[request(3, Kind.KMS_KEY, status="expired", ended_at=ENDED)]),
+            True,
+            id="one-still-there-after-the-settle-time-is-lingering",
+        ),
+        pytest.param(
+            snapshot(named=[request(3, Kind.KMS_KEY, status="failed")]),
+            False,
+            id="one-of-a-request-the-bot-never-ended-is-an-orphan-for-people",
+        ),
+    ],
+)
+def test_kms_grants_after_their_end(database: Database, lingering: bool | None) -> None:
+    found = compare(database, aws(grants=(grant(3),)), CATALOG)
+    assert [(d.problem, d.lingering) for d in found] == ([] if lingering is None else [(Problem.ORPHAN, lingering)])
+    if lingering:
+        assert "ended at 2029-12-31 12:00:00Z, but AWS still has its grant" in found[0].detail
