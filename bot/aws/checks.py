@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from enum import StrEnum
-from fnmatch import fnmatchcase
 from typing import Any
-from urllib.parse import unquote
 
 from bot.aws.errors import AwsError, aws_call
 from bot.aws.granters import KeyGranter, PermissionSetGranter, SsoGroupGranter, account_of, role_name
 from bot.aws.identity_center import Center, StoreUsers
+from bot.aws.rights import group_warning, role_warnings
+from bot.aws.trust import source_identity_problem, source_identity_warning, trust_problem
 from bot.catalog import (
     Catalog,
     GroupResource,
@@ -28,6 +26,7 @@ class Outcome(StrEnum):
 
     OK = "ok"
     PROBLEM = "FAIL"
+    WARNING = "WARN"  # works, but lets access outlive or bypass the bot; not counted as a problem
     SKIPPED = "skip"
 
 
@@ -70,17 +69,21 @@ def check_catalog(
         results.append(_result("identity_center", "IAM Identity Center instance", instance_problem(center)))
     for name, resource in catalog.resources.items():
         what = f"{resource.kind.value} {resource.target}"
+        warnings: list[str] = []
         if isinstance(resource, PermissionSetResource | SsoGroupResource):
             problem, skipped = sso_problem(center, identitystore, resource), None
         elif isinstance(resource, GroupResource):
             problem, skipped = group_problem(iam, resource.group_name), None
+            warning = None if problem else group_warning(iam, resource.group_name)
+            warnings = [warning] if warning else []
         elif isinstance(resource, RoleResource):
             skipped = _elsewhere(resource.role_arn, account)
-            problem = None if skipped else role_problem(iam, resource.role_arn)
+            problem, warnings = (None, []) if skipped else role_findings(iam, resource.role_arn)
         else:
             assert isinstance(resource, KeyResource)
             problem, skipped = key_problem(kms, resource.key_id), None
         results.append(_result(name, what, problem, skipped))
+        results += [Check(name, what, Outcome.WARNING, warning) for warning in warnings]
     for slack_user, iam_user in catalog.identity.static.items():
         if uses_iam or not uses_sso:
             results.append(
@@ -168,91 +171,26 @@ def key_problem(kms: Any, key_id: str) -> str | None:
     return None
 
 
-def role_problem(iam: Any, role_arn: str) -> str | None:
-    """What is wrong with an IAM role (missing, or a trust policy its own account cannot use), or None."""
+def role_findings(iam: Any, role_arn: str) -> tuple[str | None, list[str]]:
+    """What is wrong with an IAM role (missing, or a trust policy accessbot cannot rely on), and what to warn of.
+
+    Warnings, once nothing is wrong: a trust policy that does not require a source identity, and the role's
+    own permissions that let a session outlive or undo its end (see bot/aws/rights.py).
+    """
     try:
         with aws_call("iam:GetRole"):
             role = iam.get_role(RoleName=role_name(role_arn))["Role"]
     except AwsError as exc:
-        return f"the IAM role {role_arn} does not exist" if exc.gone else str(exc)
+        return (f"the IAM role {role_arn} does not exist" if exc.gone else str(exc)), []
     if role["Arn"] != role_arn:
-        return f"the IAM role {role_arn} does not exist (a role of that name exists as {role['Arn']})"
+        return f"the IAM role {role_arn} does not exist (a role of that name exists as {role['Arn']})", []
     document = role.get("AssumeRolePolicyDocument") or {}
-    return trust_problem(document, account_of(role_arn)) or source_identity_problem(document, role["RoleName"])
-
-
-def trust_problem(document: dict[str, Any] | str, account: str) -> str | None:
-    """Whether a trust policy lets principals of `account` call sts:AssumeRole; None when it does."""
-    statements = _statements(document)
-    assumable = [s for s in statements if _allows_assume(s)]
-    allowed = [s for s in assumable if s.get("Effect") == "Allow"]
-    if any(s.get("Effect") == "Deny" and not s.get("Condition") and _trusts(s, account) for s in assumable):
-        return f"its trust policy denies sts:AssumeRole to principals of account {account}"
-    if any(_trusts(s, account) for s in allowed):
-        return None
-    trusted = sorted({f"{kind}:{value}" for s in allowed for kind, value in _principals(s)})
-    return (
-        f"its trust policy does not let principals of account {account} assume it "
-        f"(it trusts {', '.join(trusted) if trusted else 'nobody'})"
-    )
-
-
-def source_identity_problem(document: dict[str, Any] | str, role: str) -> str | None:
-    """Whether a trust policy allows sts:SetSourceIdentity, which every role grant's session needs; None when so.
-
-    Role grants require `sts:SourceIdentity` to be the IAM user's name, so that the deny put on the role at the
-    end of a grant can find that user's open sessions; without this action AWS refuses every such AssumeRole.
-    """
-    if any(s.get("Effect") == "Allow" and _allows(s, "sts:SetSourceIdentity") for s in _statements(document)):
-        return None
-    return (
-        f"the trust policy of role {role} does not allow sts:SetSourceIdentity, so nobody can assume it with "
-        'the source identity accessbot requires; add "sts:SetSourceIdentity" to the Action of the statement '
-        "that allows sts:AssumeRole"
-    )
-
-
-def _statements(document: dict[str, Any] | str) -> list[dict[str, Any]]:
-    """A policy document's statements; IAM may return the document as URL-encoded JSON text."""
-    if isinstance(document, str):
-        document = json.loads(unquote(document))
-    assert isinstance(document, dict)
-    statements = document.get("Statement") or []
-    if isinstance(statements, dict):
-        statements = [statements]
-    return [s for s in statements if isinstance(s, dict)]
-
-
-def _allows_assume(statement: dict[str, Any]) -> bool:
-    return _allows(statement, "sts:AssumeRole")
-
-
-def _allows(statement: dict[str, Any], action: str) -> bool:
-    """Whether the statement's Action names `action` (IAM action names and their wildcards ignore case)."""
-    actions = statement.get("Action") or []
-    if isinstance(actions, str):
-        actions = [actions]
-    return any(fnmatchcase(action.lower(), str(a).lower()) for a in actions)
-
-
-def _principals(statement: dict[str, Any]) -> list[tuple[str, str]]:
-    principal = statement.get("Principal")
-    if principal == "*":
-        return [("AWS", "*")]
-    if not isinstance(principal, dict):
-        return []
-    found = []
-    for kind, values in principal.items():
-        for value in [values] if isinstance(values, str) else values:
-            found.append((str(kind), str(value)))
-    return found
-
-
-def _trusts(statement: dict[str, Any], account: str) -> bool:
-    root = re.compile(rf"^arn:aws[a-z-]*:iam::{re.escape(account)}:root$")
-    return any(
-        kind == "AWS" and (value in ("*", account) or root.match(value)) for kind, value in _principals(statement)
-    )
+    account = account_of(role_arn)
+    problem = trust_problem(document, account) or source_identity_problem(document, role["RoleName"])
+    if problem:
+        return problem, []
+    warning = source_identity_warning(document, account)
+    return None, ([warning] if warning else []) + role_warnings(iam, role["RoleName"], role_arn)
 
 
 def _elsewhere(role_arn: str, account: str) -> str | None:

@@ -145,6 +145,8 @@ def seed() -> Aws:
                 "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
                 # SetSourceIdentity: role grants require it, so that sessions can be ended with the grant.
                 "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
+                # Each IAM user can only name itself as the source identity (check-config warns without it).
+                "Condition": {"StringEquals": {"sts:SourceIdentity": "${aws:username}"}},
             }
         ],
     }

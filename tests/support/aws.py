@@ -62,7 +62,8 @@ def seed() -> World:
     trust = (
         '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::'
         + ACCOUNT
-        + ':root"},"Action":["sts:AssumeRole","sts:SetSourceIdentity"]}]}'
+        + ':root"},"Action":["sts:AssumeRole","sts:SetSourceIdentity"],'
+        '"Condition":{"StringEquals":{"sts:SourceIdentity":"${aws:username}"}}}]}'
     )
     role_arn = iam.create_role(RoleName="prod-readonly", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
     key = kms.create_key(Description="payments")["KeyMetadata"]
