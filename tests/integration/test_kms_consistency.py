@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -38,7 +39,7 @@ def model(moto_url: str, world: World) -> Iterator[KmsModel]:
         yield running
 
 
-def kms_through(model: KmsModel) -> object:
+def kms_through(model: KmsModel) -> Any:
     return boto3.client("kms", endpoint_url=model.url, config=RETRIES)
 
 
@@ -71,12 +72,12 @@ def test_moto_alone_makes_a_second_grant_for_a_named_retry(world: World) -> None
 def test_model_answers_a_named_identical_retry_with_the_same_grant(model: KmsModel, world: World) -> None:
     kms = kms_through(model)
     asked = {"KeyId": world.key_arn, "GranteePrincipal": ALICE, "Operations": ["Decrypt"], "Name": "accessbot-7"}
-    first, again = kms.create_grant(**asked), kms.create_grant(**asked)  # type: ignore[attr-defined]
+    first, again = kms.create_grant(**asked), kms.create_grant(**asked)
     assert again["GrantId"] == first["GrantId"]
     assert again["GrantToken"] != first["GrantToken"]  # "the returned grant token is unique with every request"
-    other = kms.create_grant(**{**asked, "Operations": ["Encrypt"]})  # type: ignore[attr-defined]
+    other = kms.create_grant(**{**asked, "Operations": ["Encrypt"]})
     without_name = {k: v for k, v in asked.items() if k != "Name"}
-    unnamed = [kms.create_grant(**without_name) for _ in range(2)]  # type: ignore[attr-defined]
+    unnamed = [kms.create_grant(**without_name) for _ in range(2)]
     assert other["GrantId"] != first["GrantId"] and unnamed[0]["GrantId"] != unnamed[1]["GrantId"]
     assert model.grants_made == 4 and len(grants_in_moto(world)) == 4
 
@@ -84,20 +85,20 @@ def test_model_answers_a_named_identical_retry_with_the_same_grant(model: KmsMod
 def test_model_makes_a_new_grant_when_the_named_one_was_revoked(model: KmsModel, world: World) -> None:
     kms = kms_through(model)
     asked = {"KeyId": world.key_arn, "GranteePrincipal": ALICE, "Operations": ["Decrypt"], "Name": "accessbot-7"}
-    first = kms.create_grant(**asked)["GrantId"]  # type: ignore[attr-defined]
-    kms.revoke_grant(KeyId=world.key_arn, GrantId=first)  # type: ignore[attr-defined]
-    assert kms.create_grant(**asked)["GrantId"] != first  # type: ignore[attr-defined]
+    first = kms.create_grant(**asked)["GrantId"]
+    kms.revoke_grant(KeyId=world.key_arn, GrantId=first)
+    assert kms.create_grant(**asked)["GrantId"] != first
 
 
 def test_model_lists_a_new_grant_late_and_a_revoked_one_for_a_while(model: KmsModel, world: World) -> None:
     kms = kms_through(model)
-    made = kms.create_grant(KeyId=world.key_arn, GranteePrincipal=ALICE, Operations=["Decrypt"])["GrantId"]  # type: ignore[attr-defined]
-    assert kms.list_grants(KeyId=world.key_arn)["Grants"] == []  # type: ignore[attr-defined]
+    made = kms.create_grant(KeyId=world.key_arn, GranteePrincipal=ALICE, Operations=["Decrypt"])["GrantId"]
+    assert kms.list_grants(KeyId=world.key_arn)["Grants"] == []
     model.settle()
-    assert [g["GrantId"] for g in kms.list_grants(KeyId=world.key_arn)["Grants"]] == [made]  # type: ignore[attr-defined]
-    kms.revoke_grant(KeyId=world.key_arn, GrantId=made)  # type: ignore[attr-defined]
+    assert [g["GrantId"] for g in kms.list_grants(KeyId=world.key_arn)["Grants"]] == [made]
+    kms.revoke_grant(KeyId=world.key_arn, GrantId=made)
     assert grants_in_moto(world) == []
-    assert [g["GrantId"] for g in kms.list_grants(KeyId=world.key_arn)["Grants"]] == [made]  # type: ignore[attr-defined]
+    assert [g["GrantId"] for g in kms.list_grants(KeyId=world.key_arn)["Grants"]] == [made]
 
 
 # -- the granter --------------------------------------------------------------------------------

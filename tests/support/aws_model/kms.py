@@ -65,8 +65,9 @@ class KmsModel(ChaosProxy):
         if mode not in ("pass", "error", "applied_then_error"):
             raise ValueError(f"the KMS model answers CreateGrant in pass, error or applied_then_error, not {mode}")
         request = json.loads(body or b"{}")
+        headers: list[tuple[str, str]] = []
         if mode == "error":
-            status, headers, data = 0, [], b""
+            status, data = 0, b""
         elif operation == "CreateGrant":
             status, headers, data = self._create_grant(handler, body, request)
         elif operation == "RevokeGrant":
