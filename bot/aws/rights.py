@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bot.aws.errors import AwsError, aws_call
-from bot.aws.policy_reading import allows, resources, statements
+from bot.aws.policy_reading import allows, names, resources, statements
 
 ASSUME = "sts:AssumeRole"
 PASS_ROLE = "iam:PassRole"
@@ -41,21 +41,21 @@ def role_warnings(iam: Any, role_name: str, role_arn: str) -> list[str]:
     except AwsError as exc:
         return [f"its permission policies could not be read ({exc}); check them with iam:SimulatePrincipalPolicy"]
     found = []
-    others = _where(documents, lambda s: allows(s, ASSUME) and any(r.lower() != role_arn.lower() for r in resources(s)))
+    others = _allowed(documents, ASSUME, lambda s: any(r.lower() != role_arn.lower() for r in resources(s)))
     if others:
         found.append(
             f"its own permissions allow sts:AssumeRole on other roles ({others}): a session can assume them, and "
             "those sessions outlast the grant with no deny on this role reaching them; allow sts:AssumeRole only "
             "on the roles it needs, or not at all"
         )
-    passing = _where(documents, lambda s: allows(s, PASS_ROLE))
+    passing = _allowed(documents, PASS_ROLE)
     if passing:
         found.append(
             f"its own permissions allow iam:PassRole ({passing}): a session can give a role to a service (an "
             "instance, a function) whose credentials outlast the grant; remove iam:PassRole, or limit it to named "
             "roles with an iam:PassedToService condition"
         )
-    writes = [a for a in ESCAPES if _where(documents, lambda s, action=a: allows(s, action))]
+    writes = [a for a in ESCAPES if _allowed(documents, a)]
     if writes:
         where = _where(documents, lambda s: any(allows(s, a) for a in writes))
         found.append(
@@ -72,13 +72,35 @@ def group_warning(iam: Any, group: str) -> str | None:
         documents = _group_documents(iam, group)
     except AwsError as exc:
         return f"its policies could not be read ({exc}); check them with iam:SimulatePrincipalPolicy"
-    where = _where(documents, lambda s: allows(s, ASSUME))
+    where = _allowed(documents, ASSUME)
     if not where:
         return None
     return (
         f"its policies allow sts:AssumeRole ({where}): a member can assume roles while the grant lasts, and those "
         "sessions outlast it (no deny on a role reaches them); remove sts:AssumeRole from the group and grant "
         "those roles as iam_role resources instead"
+    )
+
+
+def _allowed(documents: Documents, action: str, also: Any = lambda _s: True) -> str:
+    """The policies that allow `action` (with `also` true of the statement), unless a Deny of it covers all.
+
+    A Deny counts only when it names the action for every resource ("*") with no condition: a narrower one
+    may leave some of it allowed, so the warning stays (conservative).
+    """
+    every = [s for _label, document in documents for s in statements(document)]
+    if any(_denied_everywhere(s, action) for s in every):
+        return ""
+    return _where(documents, lambda s: allows(s, action) and also(s))
+
+
+def _denied_everywhere(statement: dict[str, Any], action: str) -> bool:
+    return (
+        statement.get("Effect") == "Deny"
+        and names(statement, action)
+        and not statement.get("Condition")
+        and "NotResource" not in statement
+        and "*" in resources(statement)
     )
 
 

@@ -104,7 +104,8 @@ def test_a_roles_own_permissions_that_outlive_or_undo_its_end_are_warned_of(
     world: World, catalog_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     iam = world.iam
-    for name in ("hops", "passes", "writes-iam", "admin", "not-s3", "self-only", "read-only"):
+    names = ("hops", "passes", "writes-iam", "admin", "not-s3", "self-only", "read-only", "admin-but-denied")
+    for name in names:
         iam.create_role(RoleName=name, AssumeRolePolicyDocument=trusting(ROOT))
     iam.put_role_policy(RoleName="hops", PolicyName="hop", PolicyDocument=document(allow("sts:AssumeRole")))
     passing = iam.create_policy(PolicyName="pass", PolicyDocument=document(allow("iam:Pass*")))["Policy"]["Arn"]
@@ -124,7 +125,8 @@ def test_a_roles_own_permissions_that_outlive_or_undo_its_end_are_warned_of(
     iam.put_role_policy(
         RoleName="read-only", PolicyName="read", PolicyDocument=document(allow(["s3:Get*", "iam:Get*"]))
     )
-    names = ("hops", "passes", "writes-iam", "admin", "not-s3", "self-only", "read-only")
+    denied = document(allow("*"), {"Effect": "Deny", "Action": ["iam:*", "sts:AssumeRole"], "Resource": "*"})
+    iam.put_role_policy(RoleName="admin-but-denied", PolicyName="no-iam", PolicyDocument=denied)
 
     code, lines = check(monkeypatch, capsys, catalog_file, role_entries(*names))
 
@@ -174,6 +176,7 @@ def test_a_roles_own_permissions_that_outlive_or_undo_its_end_are_warned_of(
     ]
     assert about(lines, "self-only") == ["ok   "]  # re-assuming itself is the session deny's business
     assert about(lines, "read-only") == ["ok   "]
+    assert about(lines, "admin-but-denied") == ["ok   "]  # the fix the warnings suggest silences them
 
 
 def test_a_catalog_group_whose_policies_allow_assume_role_is_warned_of(
