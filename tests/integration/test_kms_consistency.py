@@ -161,8 +161,8 @@ def test_bot_undoes_a_grant_aws_applied_but_refused_while_list_grants_lags(
     request_id = file_request(bot, "U0ALICE", "request solo-key 1h rotating secrets")
     approve(bot, request_id)
 
-    bot.wait_status(request_id, "failed", timeout=15)
-    undone = wait_until(lambda: (row := bot.request(request_id)) is not None and row.ended_at is not None, timeout=15)
+    bot.wait_status(request_id, "failed", timeout=30)  # five tries with botocore's backoff: up to ~15 s
+    undone = wait_until(lambda: (row := bot.request(request_id)) is not None and row.ended_at is not None, timeout=30)
 
     assert undone and grants_in_moto(world) == []
     assert model.grants_made == 1 and model.count("CreateGrant") == ATTEMPTS + 1
