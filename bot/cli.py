@@ -144,6 +144,8 @@ def worker(settings: Settings) -> int:
     assert runtime.scheduler is not None
     runtime.outbox.start()  # it posts what its grants and ends owe, and resends what Slack refused
     runtime.scheduler.start()
+    if runtime.activity is not None:
+        runtime.activity.start()  # the activity reports owed after ends
     _wait_for_signal()
     runtime.stop()
     return 0
