@@ -148,7 +148,11 @@ class ActivityReporter:
         # A grant revoked while it was being applied never became active: its window opens at the grant's start.
         start = request.activated_at or request.grant_started_at or request.ended_at or self._clock()
         grant = Grant(request.kind, request.iam_user, request.iam_user_arn, request.target, request.target_arn)
-        calls, reading, coverage = self._lookup.read(grant, Window(start, until or self._clock()))
+        # CloudTrail's eventTime has whole seconds: the window is widened to them, or a call in the grant's
+        # first second would fall before it.
+        end = until or self._clock()
+        window = Window(start.replace(microsecond=0), end.replace(microsecond=0) + timedelta(seconds=1))
+        calls, reading, coverage = self._lookup.read(grant, window)
         return summarize(calls, reading, coverage)
 
     def text(self, request: AccessRequest, body: dict[str, Any], *, so_far: bool = False) -> str:
