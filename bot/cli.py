@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from bot import ops, ops_outbox
+from bot.activity import commands as activity_commands
 from bot.catalog import Catalog, load_catalog
 from bot.config import Settings, load_settings
 from bot.demo import demo
@@ -33,12 +34,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     drift.add_argument("--fix", action="store_true", help="remove orphans and re-apply missing grants")
     ops.add_commands(sub)
     ops_outbox.add_command(sub)
+    activity_commands.add_commands(sub)
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
         setup_logging(settings.log_level_number, settings.log_format, secrets=settings.secret_values())
         if args.command in ops.COMMANDS:
             return ops.run(args, settings)
+        if args.command in activity_commands.COMMANDS:
+            return activity_commands.run(args, settings)
         if args.command == "outbox":
             return ops_outbox.run(args, settings)
         if args.command == "reconcile":

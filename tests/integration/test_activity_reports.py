@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -145,3 +146,37 @@ def test_a_throttled_cloudtrail_leaves_the_report_owed_and_the_end_done(
         assert owed is not None
         owed.next_attempt_at = owed.ended_at  # the retry time has come
     assert reported(reporting_bot, request_id).calls == 4
+
+
+def test_operators_read_a_report_and_the_right_sizing_table(
+    reporting_bot: Bot, cloudtrail: FakeCloudTrail, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.activity import commands
+    from bot.audit import parse_moment
+    from bot.clock import utcnow
+
+    used = ended_with_calls(reporting_bot, cloudtrail, "request deploy-admins 1h hotfix")
+    reported(reporting_bot, used)
+    cloudtrail.events.clear()  # nothing more by alice: the next grant goes unused
+    unused = file_request(reporting_bot, "U0ALICE", "request auditors 1h look around")
+    approve(reporting_bot, unused)
+    bot_row = reporting_bot.wait_status(unused, "active")
+    assert bot_row.activated_at is not None
+    reporting_bot.ask("U0ALICE", f"revoke #{unused}")
+    reporting_bot.wait_status(unused, "revoked")
+    assert reported(reporting_bot, unused).calls == 0
+    engine = reporting_bot.runtime.workflow.engine
+    settings = reporting_bot.runtime.settings
+    capsys.readouterr()
+
+    assert commands.activity(settings, engine, used, as_json=True) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert (body["request_id"], body["calls"], body["writes"], body["so_far"]) == (used, 4, 2, False)
+    assert commands.activity(settings, engine, unused, as_json=False) == 0
+    assert "no calls" in capsys.readouterr().out
+    assert commands.report(engine, since=parse_moment("30d", now=utcnow()), as_json=True, as_csv=False) == 0
+    lines = {line["resource"]: line for line in json.loads(capsys.readouterr().out)}
+    assert lines["auditors"] == {"resource": "auditors", "grants": 1, "median_used": 0.0, "never_used": 1}
+    assert lines["deploy-admins"]["grants"] == 1 and lines["deploy-admins"]["never_used"] == 0
+    assert commands.report(engine, since=parse_moment("30d", now=utcnow()), as_json=False, as_csv=True) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "resource,grants,median_used,never_used"
