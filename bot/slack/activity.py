@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from bot.activity import owed, render
 from bot.activity.lookup import Unavailable
 from bot.activity.reporter import ActivityReporter
 from bot.domain.policy_activity import may_read_activity
@@ -39,3 +42,12 @@ def activity_answer(workflow: Workflow, activity: ActivityReporter | None, user:
         raise UserError(str(exc)) from None
     except Unavailable as exc:
         raise UserError(f"CloudTrail cannot be read right now ({exc}); try again in a few minutes.") from None
+
+
+def home_notes(workflow: Workflow, rows: Sequence[AccessRequest]) -> dict[int, str]:
+    """`N calls, M writes` for each of these requests whose activity report is made, by request ID."""
+    ended = [r.id for r in rows if r.id is not None and r.ended_at is not None]
+    with session_scope(workflow.engine) as session:
+        made = owed.reports_of(session, ended)
+    notes = {i: render.home_note(r.calls, r.writes) for i, r in made.items()}
+    return {i: note for i, note in notes.items() if note is not None}

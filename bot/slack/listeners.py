@@ -20,7 +20,7 @@ from bot.clock import utcnow
 from bot.durations import format_duration
 from bot.errors import UserError
 from bot.slack import commands, messages, views
-from bot.slack.activity import activity_answer
+from bot.slack.activity import activity_answer, home_notes
 from bot.slack.deferred import Deferred, Reply, Said
 from bot.slack.notify import SlackNotifier
 from bot.workflow import Workflow
@@ -243,7 +243,8 @@ def _extend(workflow: Workflow, user: str, request_id: int, duration: str) -> Sa
 def _publish_home(workflow: Workflow, notifier: SlackNotifier, user: str) -> None:
     mine, waiting = workflow.mine(user), workflow.waiting_page(user)
     given_up = workflow.unposted([*mine, *waiting.rows])
-    notifier.publish_home(user, views.home_view(mine, waiting, utcnow(), given_up=given_up))
+    used = home_notes(workflow, mine)
+    notifier.publish_home(user, views.home_view(mine, waiting, utcnow(), given_up=given_up, activity=used))
 
 
 def _privately(body: dict[str, Any], user: str) -> Reply:

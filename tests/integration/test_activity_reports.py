@@ -106,6 +106,10 @@ def test_activity_on_demand_for_requester_approvers_and_auditors_only(
 
     for reader in ("U0ALICE", "U0BOB", "U0AUDIT"):
         assert "4 calls, 2 writes" in reporting_bot.ask(reader, f"activity #{request_id}")
+    reporting_bot.sender.event({"type": "app_home_opened", "user": "U0ALICE", "tab": "home"})
+    home = reporting_bot.slack.wait_for("views.publish", lambda c: c.args.get("user_id") == "U0ALICE")
+    shown = json.dumps(home.args["view"])
+    assert "Recently ended" in shown and "4 calls, 2 writes" in shown
     refused = reporting_bot.ask("U0MALLORY", f"activity #{request_id}")
     assert refused.startswith("Only the requester") and "calls" not in refused
     assert reporting_bot.ask("U0MALLORY", "activity #99999").startswith("Only the requester")
