@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from bot import ops, ops_outbox
 from bot.activity import commands as activity_commands
@@ -16,6 +17,9 @@ from bot.config import Settings, load_settings
 from bot.demo import demo
 from bot.errors import ConfigError
 from bot.logs import setup_logging
+
+if TYPE_CHECKING:
+    from bot.aws.checks import Check
 
 EXIT_CONFIG = 2
 
@@ -100,6 +104,7 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
         sso_admin=clients.sso_admin,
         identitystore=clients.identitystore,
     )
+    results += activity_checks(settings)
     for result in results:
         print(result.line)
     for line in _ticket_lines(catalog):
@@ -110,6 +115,15 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
         return 1
     print(f"{where}, no problems in AWS account {account}")
     return 0
+
+
+def activity_checks(settings: Settings) -> list[Check]:
+    """The CloudTrail line(s): LookupEvents allowed in every Region activity reports read."""
+    from bot.activity.checks import lookup_checks
+    from bot.activity.wiring import cloudtrail_clients
+
+    client_for, own = cloudtrail_clients()
+    return lookup_checks(client_for, settings.activity_regions(own))
 
 
 def _ticket_lines(catalog: Catalog) -> list[str]:

@@ -57,6 +57,7 @@ class FakeCloudTrail:
     calls: list[Seen] = field(default_factory=list)
     rate_limit: bool = True
     unavailable: bool = False  # answer every call with a 503 ServiceUnavailable
+    denied: bool = False  # answer as to a caller whose policy lacks cloudtrail:LookupEvents
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, region: str, *events: dict[str, Any]) -> None:
@@ -69,7 +70,7 @@ class FakeCloudTrail:
         with self._lock:
             self.events.clear()
             self.calls.clear()
-        self.rate_limit, self.unavailable = True, False
+        self.rate_limit, self.unavailable, self.denied = True, False, False
 
     def most_in_a_second(self, region: str | None = None) -> int:
         """The most calls (throttled ones included) that arrived within any one second, per Region."""
@@ -97,6 +98,8 @@ class FakeCloudTrail:
             throttled = self.rate_limit and len(recent) >= RATE_PER_SECOND
             self.calls.append(Seen(region, now, throttled, wanted))
             history = list(self.events.get(region, []))
+        if self.denied:
+            return 400, _error("AccessDeniedException", "User is not authorized to perform: cloudtrail:LookupEvents")
         if self.unavailable:
             return 503, _error("ServiceUnavailable", "Service unavailable")
         if throttled:

@@ -224,3 +224,19 @@ def test_rate_limits_hold_with_two_replicas(fake: FakeCloudTrail, database_url: 
     assert results == {"alice": 200, "bob": 200}
     assert len(fake.calls) == 8 and not any(c.throttled for c in fake.calls)
     assert fake.most_in_a_second("us-east-1") <= 2
+
+
+def test_check_config_asks_lookup_events_once_per_region_and_names_the_missing_permission(
+    fake: FakeCloudTrail,
+) -> None:
+    from bot.activity.checks import lookup_checks
+    from tests.support.cloudtrail import client_factory
+
+    ok = lookup_checks(client_factory(fake), ("us-east-1", "eu-west-1"))
+    assert [c.line for c in ok] == [
+        "ok   cloudtrail us-east-1: activity reports can read its event history",
+        "ok   cloudtrail eu-west-1: activity reports can read its event history",
+    ]
+    fake.denied = True
+    [refused] = lookup_checks(client_factory(fake), ("us-east-1",))
+    assert refused.line.startswith("FAIL cloudtrail us-east-1") and "allow cloudtrail:LookupEvents" in refused.line
