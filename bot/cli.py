@@ -11,7 +11,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from bot import ops, ops_outbox
-from bot.activity import commands as activity_commands
+from bot import ops_activity as activity_commands
 from bot.catalog import Catalog, load_catalog
 from bot.config import Settings, load_settings
 from bot.demo import demo

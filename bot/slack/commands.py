@@ -114,7 +114,8 @@ def parse_command(text: str) -> Command:
         if len(words) != 2:
             raise UserError(f"Usage: /access {verb} <id>  e.g. /access {verb} #12")
         request_id = parse_request_id(words[1])
-        return {"cancel": Cancel, "revoke": Revoke, "activity": Activity}[verb](request_id)
+        by_id: dict[str, type[Cancel | Revoke | Activity]] = {"cancel": Cancel, "revoke": Revoke, "activity": Activity}
+        return by_id[verb](request_id)
     if verb == "extend":
         if len(words) != 3:
             raise UserError("Usage: /access extend <id> <duration>  e.g. /access extend #12 30m")

@@ -155,7 +155,7 @@ def test_a_throttled_cloudtrail_leaves_the_report_owed_and_the_end_done(
 def test_operators_read_a_report_and_the_right_sizing_table(
     reporting_bot: Bot, cloudtrail: FakeCloudTrail, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bot.activity import commands
+    from bot import ops_activity as commands
     from bot.audit import parse_moment
     from bot.clock import utcnow
 

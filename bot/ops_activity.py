@@ -1,4 +1,4 @@
-"""`accessbot activity <id> [--json]` and `accessbot report --since 30d [--json|--csv]`."""
+"""The activity CLI: `accessbot activity <id> [--json]` and `accessbot report --since 30d [--json|--csv]`."""
 
 from __future__ import annotations
 
