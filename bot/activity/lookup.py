@@ -81,7 +81,7 @@ class Lookup:
         for account in wanted.accounts:
             if account != home:
                 # Another account's event history needs a role there (the catalog's `accounts`).
-                note = f"account {account} not read (the bot reads only its own account's CloudTrail)"
+                note = f"account {account} (the bot reads only its own account's CloudTrail)"
                 if note not in reading.not_read:
                     reading.not_read.append(note)
                 continue
