@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     # Activity reports (bot/activity): the wait for CloudTrail's delivery, the Regions read, the page bound.
     accessbot_activity_delay: timedelta = timedelta(minutes=15)
     accessbot_activity_regions: str | None = Field(default=None, pattern=r"^\s*[a-z0-9-]+(\s*,\s*[a-z0-9-]+)*\s*$")
-    accessbot_activity_max_pages: int = Field(default=200, ge=1, le=10000)
+    accessbot_activity_max_pages: int = Field(default=250, ge=1, le=10000)
 
     @field_validator("accessbot_activity_delay", mode="before")
     @classmethod

@@ -59,17 +59,21 @@ class FakeCloudTrail:
     unavailable: bool = False  # answer every call with a 503 ServiceUnavailable
     denied: bool = False  # answer as to a caller whose policy lacks cloudtrail:LookupEvents
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # A lookup's matches, newest first, kept while no event is added: each page is then a slice, not a scan.
+    _found: dict[tuple[Any, ...], list[dict[str, Any]]] = field(default_factory=dict)
 
     def add(self, region: str, *events: dict[str, Any]) -> None:
         """Seed events (each a CloudTrail record, as `event` builds) into a Region's history."""
         with self._lock:
             self.events.setdefault(region, []).extend(events)
+            self._found.clear()
 
     def reset(self) -> None:
         """Forget every event and call."""
         with self._lock:
             self.events.clear()
             self.calls.clear()
+            self._found.clear()
         self.rate_limit, self.unavailable, self.denied = True, False, False
 
     def most_in_a_second(self, region: str | None = None) -> int:
@@ -97,7 +101,14 @@ class FakeCloudTrail:
             recent = [c for c in self.calls if c.region == region and now - c.at < 1.0 and not c.throttled]
             throttled = self.rate_limit and len(recent) >= RATE_PER_SECOND
             self.calls.append(Seen(region, now, throttled, wanted))
-            history = list(self.events.get(region, []))
+            start, end = body.get("StartTime"), body.get("EndTime")
+            lookup = (region, wanted, start, end)
+            if lookup not in self._found:
+                history = self.events.get(region, [])
+                matches = [_record(e) for e in history if _in(e, start, end)]
+                matches = [r for r in matches if wanted is None or _matches(r, *wanted)]
+                self._found[lookup] = sorted(matches, key=lambda r: r["EventTime"], reverse=True)
+            found = self._found[lookup]
         if self.denied:
             return 400, _error("AccessDeniedException", "User is not authorized to perform: cloudtrail:LookupEvents")
         if self.unavailable:
@@ -107,12 +118,8 @@ class FakeCloudTrail:
         size = int(body.get("MaxResults") or PAGE_MOST)
         if not 1 <= size <= PAGE_MOST:
             return 400, _error("InvalidMaxResultsException", "MaxResults must be between 1 and 50")
-        start, end = body.get("StartTime"), body.get("EndTime")
-        found = [e for e in history if _in(e, start, end) and (wanted is None or _matches(e, *wanted))]
-        found.sort(key=lambda e: e["eventTime"], reverse=True)
         offset = int(body.get("NextToken") or 0)
-        page = found[offset : offset + size]
-        answer: dict[str, Any] = {"Events": [_record(e) for e in page]}
+        answer: dict[str, Any] = {"Events": found[offset : offset + size]}
         if offset + size < len(found):
             answer["NextToken"] = str(offset + size)
         return 200, answer
@@ -222,8 +229,7 @@ def _record(e: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _matches(e: dict[str, Any], key: str, value: str) -> bool:
-    record = _record(e)
+def _matches(record: dict[str, Any], key: str, value: str) -> bool:
     if key == "ResourceName":
         return any(r.get("ResourceName") == value for r in record["Resources"])
     if key == "ResourceType":
