@@ -6,15 +6,19 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from bot.store.activity_tables import ActivityReport
 
 
 def owe(session: Session, request_id: int, ended_at: datetime) -> None:
-    """Owe the grant's report from its end (in the end's transaction; nothing if one is owed already)."""
-    if session.get(ActivityReport, request_id) is None:
-        session.add(ActivityReport(request_id=request_id, ended_at=ended_at))
+    """Owe the grant's report from its end, in the end's transaction: one INSERT that does nothing when a
+    report is owed already (so that it can never fail the end it is written with)."""
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    values = {"request_id": request_id, "ended_at": ended_at, "attempts": 0, "partial": False}
+    session.execute(insert(ActivityReport).values(**values).on_conflict_do_nothing(index_elements=["request_id"]))
 
 
 def claim_due(

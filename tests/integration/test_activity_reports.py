@@ -161,7 +161,7 @@ def test_operators_read_a_report_and_the_right_sizing_table(
 
     used = ended_with_calls(reporting_bot, cloudtrail, "request deploy-admins 1h hotfix")
     reported(reporting_bot, used)
-    cloudtrail.events.clear()  # nothing more by alice: the next grant goes unused
+    cloudtrail.reset()  # nothing more by alice: the next grant goes unused
     unused = file_request(reporting_bot, "U0ALICE", "request auditors 1h look around")
     approve(reporting_bot, unused)
     bot_row = reporting_bot.wait_status(unused, "active")
