@@ -89,3 +89,18 @@ def test_who_may_read_a_report(user: str, allowed: bool) -> None:
 
 def test_the_activity_command_parses() -> None:
     assert parse_command("activity #12") == Activity(12)
+
+
+def test_auditors_are_slack_ids_and_a_bad_one_is_named(tmp_path: pytest.TempPathFactory) -> None:
+    from pathlib import Path
+
+    from bot.catalog import load_catalog
+    from bot.errors import ConfigError
+    from tests.support.catalogs import BASIC
+
+    path = Path(str(tmp_path)) / "catalog.yaml"
+    path.write_text("auditors: [U0AUDIT, S0SEC]\n" + BASIC)
+    assert load_catalog(path).auditors == ("U0AUDIT", "S0SEC")
+    path.write_text("auditors: [U0AUDIT, alice]\n" + BASIC)
+    with pytest.raises(ConfigError, match="auditors: 'alice' is not a Slack user or user-group ID"):
+        load_catalog(path)
