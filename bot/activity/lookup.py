@@ -58,7 +58,10 @@ class Lookup:
 
     def read(self, grant: Grant, window: Window) -> tuple[list[Call], Reading, str]:
         """The holder's calls in the window, what was read, and what the report covers."""
-        home = self._home()
+        try:
+            home = self._home()
+        except (ClientError, BotoCoreError) as exc:
+            raise Unavailable(f"STS cannot say which account the bot is in: {type(exc).__name__}") from None
         wanted = plan(grant, home)
         reading = Reading()
         calls: list[Call] = []

@@ -240,3 +240,19 @@ def test_check_config_asks_lookup_events_once_per_region_and_names_the_missing_p
     fake.denied = True
     [refused] = lookup_checks(client_factory(fake), ("us-east-1",))
     assert refused.line.startswith("FAIL cloudtrail us-east-1") and "allow cloudtrail:LookupEvents" in refused.line
+
+
+def test_an_unknown_own_account_leaves_the_report_owed(fake: FakeCloudTrail, engine: Engine) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    from bot.activity.lookup import Lookup
+    from bot.activity.pacer import Pacer
+    from tests.support.cloudtrail import client_factory
+
+    def unreachable() -> str:
+        raise EndpointConnectionError(endpoint_url="https://sts.amazonaws.com")
+
+    lookup = Lookup(client_factory(fake), Pacer(engine), home=unreachable, regions=("us-east-1",), max_pages=5)
+    with pytest.raises(Unavailable, match="STS cannot say"):
+        lookup.read(group_grant(), WINDOW)
+    assert fake.calls == []
