@@ -256,3 +256,47 @@ def test_an_unknown_own_account_leaves_the_report_owed(fake: FakeCloudTrail, eng
     with pytest.raises(Unavailable, match="STS cannot say"):
         lookup.read(group_grant(), WINDOW)
     assert fake.calls == []
+
+
+REPLICA = """
+import sys
+from datetime import datetime
+from bot.activity.attribution import Grant
+from bot.activity.lookup import Window
+from bot.store.db import make_engine
+from bot.testing.fake_cloudtrail import FakeCloudTrail
+from tests.support.cloudtrail import lookup_on
+
+url, endpoint, user, start, end = sys.argv[1:]
+grant = Grant("iam_group", user, "arn:aws:iam::123456789012:user/" + user, "deploy-admins", None)
+window = Window(datetime.fromisoformat(start), datetime.fromisoformat(end))
+calls, _, _ = lookup_on(FakeCloudTrail(url=endpoint), make_engine(url)).read(grant, window)
+print(len(calls))
+"""
+
+
+@pytest.mark.postgres
+def test_rate_limits_hold_with_two_replica_processes(fake: FakeCloudTrail, database_url: str) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for user in ("alice", "bob"):
+        who = iam_user(user)
+        fake.add("us-east-1", *[event("ListBuckets", "s3.amazonaws.com", minutes(T0, i / 10), who) for i in range(150)])
+    root = Path(__file__).resolve().parents[2]
+    span = [WINDOW.start.isoformat(), WINDOW.end.isoformat()]
+    replicas = [  # two processes, each with its own pool and pacer, one database
+        subprocess.Popen(
+            [sys.executable, "-c", REPLICA, database_url, fake.url, user, *span],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for user in ("alice", "bob")
+    ]
+    found = [int(replica.communicate(timeout=120)[0].strip()) for replica in replicas]
+
+    assert found == [150, 150]
+    assert len(fake.calls) == 6 and not any(c.throttled for c in fake.calls)
+    assert fake.most_in_a_second("us-east-1") <= 2
