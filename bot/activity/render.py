@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.activity.summary import WRITES_LISTED, _time
+from bot.activity.summary import WRITES_LISTED, parse_time
 from bot.durations import format_duration
 
 CALLS_SHOWN = 15
@@ -70,7 +70,7 @@ def right_sizing(body: Mapping[str, Any], *, asked: timedelta, started: datetime
         return text + "."
     if not body["last"]:
         return text + ", never used."
-    offset = max(timedelta(0), _time(body["last"]) - started)
+    offset = max(timedelta(0), parse_time(body["last"]) - started)
     held = f" (of {format_duration(_whole(ended - started))} held)" if ended is not None else ""
     return f"{text}, last call {format_duration(_whole(offset))} in{held}."
 
@@ -88,7 +88,7 @@ def _whole(value: timedelta) -> timedelta:
 
 
 def _clock(iso: str) -> str:
-    return _time(iso).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return parse_time(iso).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _error(call: Mapping[str, Any]) -> str:

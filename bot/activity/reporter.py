@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from bot.activity import owed, render
 from bot.activity.attribution import Grant
 from bot.activity.lookup import Lookup, Unavailable, Window
-from bot.activity.summary import _time, summarize
+from bot.activity.summary import parse_time, summarize
 from bot.clock import utcnow
 from bot.domain.audit import AuditAction
 from bot.store import queries
@@ -119,7 +119,7 @@ class ActivityReporter:
                 body["denied"],
                 body["partial"],
             )
-            row.last_call_at = _time(body["last"]) if body["last"] else None
+            row.last_call_at = parse_time(body["last"]) if body["last"] else None
             row.body = json.dumps(body, sort_keys=True)
             queries.record_audit(
                 session=session,

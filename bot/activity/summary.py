@@ -44,7 +44,7 @@ def call_of(record: Mapping[str, Any], event: Mapping[str, Any]) -> Call:
     when = record.get("EventTime") or event.get("eventTime")
     return Call(
         event_id=str(record.get("EventId") or event.get("eventID") or ""),
-        at=_time(when),
+        at=parse_time(when),
         service=source.removesuffix(".amazonaws.com"),
         name=str(event.get("eventName") or record.get("EventName") or "unknown"),
         read_only=read_only,
@@ -53,7 +53,8 @@ def call_of(record: Mapping[str, Any], event: Mapping[str, Any]) -> Call:
     )
 
 
-def _time(value: Any) -> datetime:
+def parse_time(value: Any) -> datetime:
+    """A CloudTrail time (epoch seconds, ISO 8601, or a datetime) as an aware UTC datetime."""
     if isinstance(value, datetime):
         return value.astimezone(UTC)
     if isinstance(value, int | float):
@@ -100,7 +101,7 @@ def used_fraction(body: Mapping[str, Any], started: datetime, ended: datetime) -
     granted = (ended - started).total_seconds()
     if not body.get("last") or granted <= 0:
         return 0.0
-    offset = (_time(body["last"]) - started).total_seconds()
+    offset = (parse_time(body["last"]) - started).total_seconds()
     return min(1.0, max(0.0, offset / granted))
 
 
