@@ -120,7 +120,7 @@ class ActivityReporter:
                 body["partial"],
             )
             row.last_call_at = parse_time(body["last"]) if body["last"] else None
-            row.body = json.dumps(body, sort_keys=True)
+            row.body = json.dumps(body, sort_keys=True)  # read back by show() and the CLI
             queries.record_audit(
                 session=session,
                 actor=SYSTEM,

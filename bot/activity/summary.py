@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -94,17 +93,3 @@ def summarize(calls: Iterable[Call], reading: Reading, coverage: str) -> dict[st
         "not_read": list(reading.not_read),
         "coverage": coverage,
     }
-
-
-def used_fraction(body: Mapping[str, Any], started: datetime, ended: datetime) -> float:
-    """How much of the granted time was used: the last call's offset over the grant's length (0 if unused)."""
-    granted = (ended - started).total_seconds()
-    if not body.get("last") or granted <= 0:
-        return 0.0
-    offset = (parse_time(body["last"]) - started).total_seconds()
-    return min(1.0, max(0.0, offset / granted))
-
-
-def dumps(body: Mapping[str, Any]) -> str:
-    """The body as stored."""
-    return json.dumps(body, sort_keys=True)
