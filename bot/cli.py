@@ -8,13 +8,18 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from bot import ops, ops_outbox
+from bot import ops_activity as activity_commands
 from bot.catalog import Catalog, load_catalog
 from bot.config import Settings, load_settings
 from bot.demo import demo
 from bot.errors import ConfigError
 from bot.logs import setup_logging
+
+if TYPE_CHECKING:
+    from bot.aws.checks import Check
 
 EXIT_CONFIG = 2
 
@@ -33,12 +38,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     drift.add_argument("--fix", action="store_true", help="remove orphans and re-apply missing grants")
     ops.add_commands(sub)
     ops_outbox.add_command(sub)
+    activity_commands.add_commands(sub)
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
         setup_logging(settings.log_level_number, settings.log_format, secrets=settings.secret_values())
         if args.command in ops.COMMANDS:
             return ops.run(args, settings)
+        if args.command in activity_commands.COMMANDS:
+            return activity_commands.run(args, settings)
         if args.command == "outbox":
             return ops_outbox.run(args, settings)
         if args.command == "reconcile":
@@ -96,6 +104,7 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
         sso_admin=clients.sso_admin,
         identitystore=clients.identitystore,
     )
+    results += activity_checks(settings)
     for result in results:
         print(result.line)
     for line in _ticket_lines(catalog):
@@ -106,6 +115,15 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
         return 1
     print(f"{where}, no problems in AWS account {account}")
     return 0
+
+
+def activity_checks(settings: Settings) -> list[Check]:
+    """The CloudTrail line(s): LookupEvents allowed in every Region activity reports read."""
+    from bot.activity.checks import lookup_checks
+    from bot.activity.wiring import cloudtrail_clients
+
+    client_for, own = cloudtrail_clients()
+    return lookup_checks(client_for, settings.activity_regions(own))
 
 
 def _ticket_lines(catalog: Catalog) -> list[str]:
@@ -144,6 +162,8 @@ def worker(settings: Settings) -> int:
     assert runtime.scheduler is not None
     runtime.outbox.start()  # it posts what its grants and ends owe, and resends what Slack refused
     runtime.scheduler.start()
+    if runtime.activity is not None:
+        runtime.activity.start()  # the activity reports owed after ends
     _wait_for_signal()
     runtime.stop()
     return 0

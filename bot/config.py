@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,7 @@ from dotenv import load_dotenv
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.durations import parse_duration
 from bot.errors import ConfigError
 
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
@@ -37,6 +39,22 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=0, le=65535)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # Activity reports (bot/activity): the wait for CloudTrail's delivery, the Regions read, the page bound.
+    accessbot_activity_delay: timedelta = timedelta(minutes=15)
+    accessbot_activity_regions: str | None = Field(default=None, pattern=r"^\s*[a-z0-9-]+(\s*,\s*[a-z0-9-]+)*\s*$")
+    accessbot_activity_max_pages: int = Field(default=250, ge=1, le=10000)
+
+    @field_validator("accessbot_activity_delay", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    def activity_regions(self, own: str) -> tuple[str, ...]:
+        """The Regions whose CloudTrail event history activity reports read (default: own and us-east-1)."""
+        if self.accessbot_activity_regions:
+            return tuple(dict.fromkeys(r.strip() for r in self.accessbot_activity_regions.split(",")))
+        # IAM's events are in us-east-1 (CloudTrail User Guide, "Global service events").
+        return tuple(dict.fromkeys((own, "us-east-1")))
 
     @field_validator("slack_api_url")
     @classmethod

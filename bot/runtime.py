@@ -14,13 +14,15 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from sqlalchemy.engine import Engine
 
+from bot.activity.reporter import ActivityReporter
+from bot.activity.wiring import build_reporter
 from bot.aws.identity import IdentityResolver
 from bot.aws.identity_center import StoreUsers
 from bot.background import Background
 from bot.catalog import Catalog, Kind, load_catalog
 from bot.clock import utcnow
 from bot.config import Settings
-from bot.errors import ConfigError
+from bot.errors import ConfigError, UserError
 from bot.httpserver import HttpServer
 from bot.metrics import Metrics
 from bot.reconcile import Reconciler
@@ -30,6 +32,7 @@ from bot.slack.notify import SlackDirectory, SlackNotifier
 from bot.slack.outbox import Outbox
 from bot.store import queries
 from bot.store.db import session_scope
+from bot.store.models import AccessRequest
 from bot.web import WebApp
 from bot.wiring import aws_clients, build_granters, identity_center, open_database
 from bot.workflow import Tuning, Workflow
@@ -58,6 +61,7 @@ class Runtime:
     bolt: App
     background: Background
     outbox: Outbox
+    activity: ActivityReporter | None = None
     http: HttpServer | None = None
     socket_mode: SocketModeHandler | None = None
 
@@ -106,8 +110,17 @@ class Runtime:
             metrics=metrics,
             tuning=tuning,
         )
+        activity = build_reporter(
+            settings,
+            engine,
+            outbox,
+            sts=aws.sts,
+            owner=owner,
+            acknowledgers=lambda r: _acknowledgers(catalog, directory, r),
+        )
         background = Background()
         bolt = build_app(
+            activity=activity,
             client=client,
             signing_secret=settings.slack_signing_secret,
             workflow=workflow,
@@ -138,6 +151,7 @@ class Runtime:
             bolt=bolt,
             background=background,
             outbox=outbox,
+            activity=activity,
         )
         return runtime
 
@@ -179,6 +193,8 @@ class Runtime:
         self.outbox.start()  # resends what Slack refused, this process's or one that stopped
         if self.scheduler is not None:
             self.scheduler.start()
+            if self.activity is not None:
+                self.activity.start()  # reports owed after ends, once CloudTrail has the events
         self.workflow.ctx.identity.start()  # read the email index now, not on the first request
 
     def stop(self) -> None:
@@ -192,10 +208,24 @@ class Runtime:
         self.background.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.activity is not None:
+            self.activity.stop()
         self.workflow.ctx.identity.stop()
         self.workflow.close()
         self.outbox.stop()  # a moment to send what is queued; the rest waits in the table for the next process
         self.workflow.engine.dispose()
+
+
+def _acknowledgers(catalog: Catalog, directory: SlackDirectory, request: AccessRequest) -> frozenset[str]:
+    """Who must acknowledge a break-glass use: the resource's approvers (its user groups' members when Slack
+    can say, else the user IDs listed)."""
+    if catalog.resource(request.resource) is None:
+        return frozenset()
+    approvers = catalog.approvers_of(request.resource)
+    try:
+        return directory.expand(approvers)
+    except UserError:
+        return frozenset(a for a in approvers if not a.startswith("S"))
 
 
 def posts_owed(engine: Engine) -> tuple[int, float]:

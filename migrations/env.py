@@ -7,6 +7,7 @@ import os
 from alembic import context
 from sqlmodel import SQLModel
 
+import bot.store.activity_tables
 import bot.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from bot.store.db import make_engine
 

@@ -57,6 +57,7 @@ from bot.runtime import Runtime
 from bot.store import schema
 from bot.store.db import make_engine, session_scope
 from bot.store.models import AccessRequest, AuditEvent
+from bot.testing import fake_cloudtrail
 from bot.workflow import Tuning
 from tests.support import iam_policy
 from tests.support.aws import World, reset_moto, seed, start_moto
@@ -137,7 +138,10 @@ def _record_aws_operations() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
     server, url = start_moto()
-    yield url
+    # moto has no CloudTrail LookupEvents: the fake stands in for it (activity reports, check-config).
+    with fake_cloudtrail.running() as trail:
+        os.environ["AWS_ENDPOINT_URL_CLOUDTRAIL"] = trail.url
+        yield url
     server.stop()
 
 

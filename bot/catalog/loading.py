@@ -61,7 +61,9 @@ def parse_catalog(text: str, *, source: str = "catalog") -> Catalog:
         raise ConfigError(f"{source}: the catalog must be a mapping with a 'resources' key")
     problems: list[str] = []
     unknown = sorted(
-        str(k) for k in raw if k not in {"defaults", "identity", "identity_center", "approver_groups", "resources"}
+        str(k)
+        for k in raw
+        if k not in {"defaults", "identity", "identity_center", "approver_groups", "auditors", "resources"}
     )
     problems += [f"{key}: unknown top-level key" for key in unknown]
 
@@ -73,6 +75,7 @@ def parse_catalog(text: str, *, source: str = "catalog") -> Catalog:
         center_raw = _mapping(raw.get("identity_center"), "identity_center", problems)
         center = _validate(IdentityCenter, center_raw, "identity_center", problems)
     groups = _approver_groups(raw.get("approver_groups"), problems)
+    auditors = _auditors(raw.get("auditors"), problems)
     resources: dict[str, AnyResource] = {}
     resources_raw = _mapping(raw.get("resources"), "resources", problems)
     if not resources_raw and not any(p.startswith("resources:") for p in problems):
@@ -92,8 +95,21 @@ def parse_catalog(text: str, *, source: str = "catalog") -> Catalog:
         raise ConfigError("; ".join(problems))
     assert identity is not None
     return Catalog(
-        defaults=defaults, identity=identity, approver_groups=groups, resources=resources, identity_center=center
+        defaults=defaults,
+        identity=identity,
+        approver_groups=groups,
+        resources=resources,
+        identity_center=center,
+        auditors=auditors,
     )
+
+
+def _auditors(raw: object, problems: list[str]) -> tuple[str, ...]:
+    """`auditors`: Slack user or user-group IDs who may read any grant's activity report."""
+    members = raw if isinstance(raw, list) else [] if raw is None else [raw]
+    bad = [str(m) for m in members if not isinstance(m, str) or not _matches(m, SLACK_ID)]
+    problems += [f"auditors: '{m}' is not a Slack user or user-group ID (U…, W… or S…)" for m in bad]
+    return tuple(m for m in members if isinstance(m, str) and m not in bad)
 
 
 def _validate_resource(merged: dict[str, Any], path: str, problems: list[str]) -> AnyResource | None:

@@ -285,6 +285,7 @@ class Catalog(BaseModel):
     approver_groups: dict[ResourceName, tuple[Annotated[str, Field(pattern=SLACK_ID)], ...]]
     resources: dict[str, AnyResource]
     identity_center: IdentityCenter | None = None
+    auditors: tuple[Annotated[str, Field(pattern=SLACK_ID)], ...] = ()  # may read any grant's activity report
 
     def resource(self, name: str) -> AnyResource | None:
         """The resource of that name, or None."""

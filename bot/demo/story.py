@@ -18,6 +18,7 @@ from unittest import mock
 import boto3
 
 from bot.config import Settings
+from bot.demo import activity
 from bot.demo.standin import Person, Workspace, reply_of
 from bot.runtime import Runtime
 from bot.store import queries
@@ -210,6 +211,7 @@ def play(out: Callable[[str], None] = print) -> None:
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="accessbot-demo-")))
         stack.enter_context(offline_aws(scratch))
+        trail = stack.enter_context(activity.offline_cloudtrail())
         aws = seed()
         slack = stack.enter_context(Workspace(PEOPLE, CHANNELS, out))
         slack.timezones = {ALICE.user_id: "Europe/Paris"}  # her Slack time zone: `start=09:00` is 09:00 in Paris
@@ -224,6 +226,7 @@ def play(out: Callable[[str], None] = print) -> None:
             accessbot_catalog=scratch / "catalog.yaml",
             accessbot_scheduler="on",
             accessbot_sweep_seconds=1.0,
+            accessbot_activity_delay=activity.NO_DELAY,
             port=0,
         )
         runtime = Runtime.build(settings, tuning=Tuning(retry_base=timedelta(seconds=0.5), lease=timedelta(seconds=5)))
@@ -231,7 +234,7 @@ def play(out: Callable[[str], None] = print) -> None:
         stack.callback(runtime.stop)
         assert runtime.http is not None
         sender = SlackSender(runtime.http.url, secret, slack.base + "/response/")
-        Story(runtime, slack, sender, aws, out).tell()
+        Story(runtime, slack, sender, aws, out, trail).tell()
         took = time.monotonic() - started
         out(f"\nThe story took {took:.1f}s, all on 127.0.0.1: no network, no credentials, nothing kept.")
 
@@ -239,8 +242,10 @@ def play(out: Callable[[str], None] = print) -> None:
 class Story:
     """Alice asks for each kind of access; Bob and Carol decide; AWS changes, then changes back."""
 
-    def __init__(self, runtime: Runtime, slack: Workspace, sender: SlackSender, aws: Aws, out: Callable[[str], None]):
-        self.runtime, self.slack, self.sender, self.aws, self.out = runtime, slack, sender, aws, out
+    def __init__(
+        self, runtime: Runtime, slack: Workspace, sender: SlackSender, aws: Aws, out: Callable[[str], None], trail: Any
+    ):
+        self.runtime, self.slack, self.sender, self.aws, self.out, self.trail = runtime, slack, sender, aws, out, trail
         self.clock = time.monotonic()
 
     def tell(self) -> None:
@@ -272,6 +277,7 @@ class Story:
         self.step("Bob approves Alice's request: the bot adds her to the group")
         group_id = self.click(BOB, group, "Approve", until="active")
         self.show_aws("iam_group", expect=True)
+        activity.alice_works(self.trail, self.runtime, group_id)  # CloudTrail records what she does with it
 
         self.step("Alice asks for the IAM role prod-readonly without naming the incident: it needs a ticket")
         self.refused(ALICE, f"request prod-readonly {GRANT} read the incident logs")
@@ -300,6 +306,10 @@ class Story:
             self.describe_end(request_id)
         self.settle()
         self.show_aws("iam_group", "iam_role", "kms_key", "sso_permission_set", expect=False)
+
+        self.step("What was deploy-admins used for? The bot reads CloudTrail and answers in the approval thread")
+        activity.await_report(self.runtime, group_id, DemoFailed)
+        self.settle()
 
     # -- the moves -----------------------------------------------------------------------------
 

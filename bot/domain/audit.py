@@ -45,6 +45,8 @@ class AuditAction(StrEnum):
     DRIFT_FOUND = "drift_found"
     GRANT_REAPPLIED = "grant_reapplied"
     ORPHAN_REMOVED = "orphan_removed"
+    # what a grant was used for (CloudTrail)
+    ACTIVITY_REPORTED = "activity_reported"
 
 
 def transitioned_to(status: Status) -> AuditAction:

@@ -9,6 +9,7 @@ from typing import Any
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 
+from bot.activity.reporter import ActivityReporter
 from bot.background import Background
 from bot.slack import listeners
 from bot.slack.deferred import explain
@@ -23,6 +24,7 @@ def build_app(
     workflow: Workflow,
     notifier: SlackNotifier,
     background: Background,
+    activity: ActivityReporter | None = None,
 ) -> App:
     """The Slack app: listeners registered, errors answered privately."""
     app = App(
@@ -34,7 +36,7 @@ def build_app(
         process_before_response=True,
         logger=logging.getLogger("bot.slack.bolt"),
     )
-    listeners.register(app, workflow, background, notifier)
+    listeners.register(app, workflow, background, notifier, activity)
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any], response: BoltResponse | None) -> BoltResponse | None:

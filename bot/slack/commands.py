@@ -77,7 +77,14 @@ class Extend:
     duration: str
 
 
-Command = Help | OpenForm | Request | Mine | Pending | ShowCatalog | Cancel | Revoke | Extend
+@dataclass(frozen=True)
+class Activity:
+    """Show what a grant was used for (CloudTrail)."""
+
+    request_id: int
+
+
+Command = Help | OpenForm | Request | Mine | Pending | ShowCatalog | Cancel | Revoke | Extend | Activity
 # `key=value` tokens right after the duration; `for=` names the beneficiary, `start=` schedules the start.
 _OPTION = re.compile(r"([A-Za-z][A-Za-z_]{0,19})=(.*)")
 _OPTIONS = ("for", "start")
@@ -103,11 +110,12 @@ def parse_command(text: str) -> Command:
         if len(words) < 4:
             raise UserError(f"Usage: {USAGE_REQUEST if verb == 'request' else USAGE_BREAKGLASS}")
         return _request(text, words, break_glass=verb == "breakglass")
-    if verb in ("cancel", "revoke"):
+    if verb in ("cancel", "revoke", "activity"):
         if len(words) != 2:
             raise UserError(f"Usage: /access {verb} <id>  e.g. /access {verb} #12")
         request_id = parse_request_id(words[1])
-        return Cancel(request_id) if verb == "cancel" else Revoke(request_id)
+        by_id: dict[str, type[Cancel | Revoke | Activity]] = {"cancel": Cancel, "revoke": Revoke, "activity": Activity}
+        return by_id[verb](request_id)
     if verb == "extend":
         if len(words) != 3:
             raise UserError("Usage: /access extend <id> <duration>  e.g. /access extend #12 30m")

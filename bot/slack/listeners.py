@@ -14,11 +14,13 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
+from bot.activity.reporter import ActivityReporter
 from bot.background import Background
 from bot.clock import utcnow
 from bot.durations import format_duration
 from bot.errors import UserError
 from bot.slack import commands, messages, views
+from bot.slack.activity import activity_answer, home_notes
 from bot.slack.deferred import Deferred, Reply, Said
 from bot.slack.notify import SlackNotifier
 from bot.workflow import Workflow
@@ -26,7 +28,13 @@ from bot.workflow import Workflow
 LIST_LINES = 40  # an ephemeral answer stays readable (and under Slack's size limit)
 
 
-def register(app: App, workflow: Workflow, background: Background, notifier: SlackNotifier) -> None:
+def register(
+    app: App,
+    workflow: Workflow,
+    background: Background,
+    notifier: SlackNotifier,
+    activity: ActivityReporter | None = None,
+) -> None:
     """Attach every listener to the app."""
     later = Deferred(background, notifier)
 
@@ -46,7 +54,7 @@ def register(app: App, workflow: Workflow, background: Background, notifier: Sla
             later.run(reply, lambda: _file(workflow, user, parsed, submission))
         else:
             ack()
-            later.run(reply, lambda: _answer(workflow, notifier, user, parsed, command))
+            later.run(reply, lambda: _answer(workflow, notifier, user, parsed, command, activity))
 
     @app.action(messages.ACTION_APPROVE)
     def on_approve(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
@@ -184,6 +192,7 @@ def _answer(
     user: str,
     parsed: commands.Command,
     command: dict[str, Any],
+    activity: ActivityReporter | None = None,
 ) -> str | Said | None:
     """Carry out every command but help and request (see on_access), after the ack; return the answer."""
     now = utcnow()
@@ -218,6 +227,8 @@ def _answer(
         )
     if isinstance(parsed, commands.Extend):
         return _extend(workflow, user, parsed.request_id, parsed.duration)
+    if isinstance(parsed, commands.Activity):
+        return activity_answer(workflow, activity, user, parsed.request_id)
     raise AssertionError(f"unhandled command {parsed!r}")  # Help and Request are answered in on_access
 
 
@@ -232,7 +243,8 @@ def _extend(workflow: Workflow, user: str, request_id: int, duration: str) -> Sa
 def _publish_home(workflow: Workflow, notifier: SlackNotifier, user: str) -> None:
     mine, waiting = workflow.mine(user), workflow.waiting_page(user)
     given_up = workflow.unposted([*mine, *waiting.rows])
-    notifier.publish_home(user, views.home_view(mine, waiting, utcnow(), given_up=given_up))
+    used = home_notes(workflow, mine)
+    notifier.publish_home(user, views.home_view(mine, waiting, utcnow(), given_up=given_up, activity=used))
 
 
 def _privately(body: dict[str, Any], user: str) -> Reply:

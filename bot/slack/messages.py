@@ -341,6 +341,7 @@ HELP = """*accessbot* gives you time-limited AWS access after an approval.
 • `/access revoke <id>` — end your grant (or, as an approver, someone's) now
 • `/access extend <id> <duration>` — ask for more time on an active grant
 • `/access catalog` — what you may request
+• `/access activity <id>` — what a grant was used for, from CloudTrail (requester, approvers, auditors)
 • `/access breakglass <resource> <duration> <reason…>` — emergency access without waiting (where allowed)
 Durations look like `90s`, `45m`, `2h`, `1d` or `1h30m`. Request IDs are shown as `#<id>`.
 Some resources need a ticket reference in the reason (e.g. `OPS-123`); `/access catalog` shows which."""

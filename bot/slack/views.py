@@ -18,6 +18,7 @@ View = dict[str, Any]
 # and an "and N more" line each come to 96.
 HOME_BLOCKS = 100
 HOME_ROWS = 15
+ENDED_ROWS = 5  # in one block, with its header: 98 blocks at most
 REQUEST_VIEW = "accessbot_request"
 DENY_VIEW = "accessbot_deny_reason"
 EXTEND_VIEW = "accessbot_extend_view"
@@ -141,6 +142,7 @@ def home_view(
     now: datetime,
     *,
     given_up: Mapping[int, str] | None = None,
+    activity: Mapping[int, str] | None = None,
 ) -> View:
     """App Home: my active grants, my pending requests, and what waits for my approval.
 
@@ -157,6 +159,7 @@ def home_view(
     blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Your pending requests"}})
     blocks += _rows(pending, len(pending), now, given_up, "Nothing pending.", lambda r: [
         button("Cancel", ACTION_CANCEL, str(r.id))])  # fmt: skip
+    blocks += _ended(mine, now, activity or {})
     blocks.append({"type": "header", "text": {"type": "plain_text", "text": "Waiting for your approval"}})
     blocks += _rows(rows, total, now, given_up, "Nothing waits for you.", lambda r: [
         button("Approve", ACTION_APPROVE, f"{r.id}:{r.extension_round}", "primary"),
@@ -186,6 +189,18 @@ def _rows(
     elif total is None and len(rows) > len(shown):
         blocks.append(_note("…and more."))
     return blocks
+
+
+def _ended(mine: Sequence[AccessRequest], now: datetime, activity: Mapping[int, str]) -> list[dict[str, Any]]:
+    """My latest ended grants, each with its activity report's totals (`N calls, M writes`): one block."""
+    ended = [r for r in mine if r.status in ("expired", "revoked")][:ENDED_ROWS]
+    if not ended:
+        return []
+    rows = [f"{line(r, now)} · {activity.get(r.id or 0, 'activity report to come')}" for r in ended]
+    return [
+        {"type": "header", "text": {"type": "plain_text", "text": "Recently ended"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(rows)}},
+    ]
 
 
 def _note(text: str) -> dict[str, Any]:

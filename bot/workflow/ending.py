@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from bot.activity.owed import owe as owe_activity_report
 from bot.aws.errors import AwsError
 from bot.aws.granters import Ended
 from bot.catalog import Kind
@@ -59,6 +60,7 @@ class Ends:
             end_status = Status(row.end_status or Status.EXPIRED)
             self.ctx.move(session, row, end_status, row.ended_by or SYSTEM, now, attempts=row.attempts, **_noted(ended))
             self.ended(row, ended, now)
+            owe_activity_report(session, request_id, now)  # made after CloudTrail's delay (bot/activity)
             # Only an early revoke tells why; an expiry needs no read for it.
             revoked = end_status is Status.REVOKED
             reason = queries.revoke_reason(request_id, session=session) if revoked else None

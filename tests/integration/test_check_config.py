@@ -47,6 +47,7 @@ def test_every_resource_is_checked_and_the_missing_group_fails(
         "ok   payments-key: kms_key alias/payments",
         "FAIL ghost-group: iam_group does-not-exist: the IAM group 'does-not-exist' does not exist",
         "ok   identity.static.U0DAVE: IAM user dave",
+        "ok   cloudtrail us-east-1: activity reports can read its event history",
         f"catalog {catalog_file}: 5 resource(s): 1 problem(s) in AWS account {ACCOUNT}",
     ]
 
@@ -57,7 +58,7 @@ def test_a_catalog_that_matches_aws_passes(
     catalog_file.write_text(without_ghost())
     code, lines = run(monkeypatch, capsys, catalog_file)
     assert code == 0
-    assert all(line.startswith("ok   ") for line in lines[:-1]) and len(lines) == 6
+    assert all(line.startswith("ok   ") for line in lines[:-1]) and len(lines) == 7
     assert lines[-1] == f"catalog {catalog_file}: 4 resource(s), no problems in AWS account {ACCOUNT}"
 
 

@@ -52,6 +52,7 @@ def test_demo_tells_the_whole_story_offline_in_under_a_minute(tmp_path: Path) ->
         assert states[-1] == "(none)", (kind, states)  # taken away at expiry
     assert '"aws:CurrentTime"' in out and "accessbot-" in out
     assert out.count("has ended (expired)") == 4
+    assert "Activity of #1: 5 calls, 2 writes, 1 AccessDenied" in out and "cloudformation:UpdateStack" in out
     assert list(tmp_path.iterdir()) == [], "the demo left files behind in the working directory"
 
 
