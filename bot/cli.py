@@ -9,7 +9,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from bot import ops, ops_outbox
+from bot import ops, ops_outbox, policies
 from bot.catalog import Catalog, load_catalog
 from bot.config import Settings, load_settings
 from bot.demo import demo
@@ -33,7 +33,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     drift.add_argument("--fix", action="store_true", help="remove orphans and re-apply missing grants")
     ops.add_commands(sub)
     ops_outbox.add_command(sub)
+    policies.add_command(sub)
     args = parser.parse_args(argv)
+    if args.command == "iam-policy":
+        try:
+            return policies.run(args)  # needs no settings: it is read before the bot is set up
+        except ConfigError as exc:
+            print(f"accessbot: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     try:
         settings = load_settings()
         setup_logging(settings.log_level_number, settings.log_format, secrets=settings.secret_values())

@@ -1,0 +1,142 @@
+"""Roles and KMS keys in other accounts, reached through the role the bot assumes there (catalog `accounts`)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from botocore.exceptions import ClientError
+
+from bot.aws.clients import AwsClients
+from bot.aws.errors import AwsError
+from bot.aws.granters import GrantSpec, RoleGranter
+from bot.catalog import Kind, MemberAccount
+from bot.wiring import build_granters, in_accounts
+from tests.support import iam_policy
+from tests.support.aws import ACCOUNT, World
+from tests.support.member import ELSEWHERE, EXTERNAL_ID, MEMBER, MEMBER_ROLE, seed_member
+
+ALICE_ARN = f"arn:aws:iam::{ACCOUNT}:user/alice"
+LISTED = {MEMBER: MemberAccount(role_arn=MEMBER_ROLE, external_id=EXTERNAL_ID)}
+
+
+def spec(target: str, request_id: int = 7, **kw: object) -> GrantSpec:
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    return GrantSpec(request_id, "alice", ALICE_ARN, target, expires, **kw)  # type: ignore[arg-type]
+
+
+def assumes() -> int:
+    return iam_policy.CALLS.count("sts:AssumeRole")
+
+
+def test_a_role_in_a_listed_account_is_granted_here_and_its_sessions_denied_there(world: World) -> None:
+    member = seed_member()
+    aws = in_accounts(AwsClients.create(), LISTED)
+    roles = build_granters(aws)[Kind.IAM_ROLE]
+    grant = spec(member.role_arn)
+
+    roles.locate(grant)
+    roles.grant(grant)
+    # The person stays the IAM user of the bot's account: the allow is on alice, here.
+    document = world.iam.get_user_policy(UserName="alice", PolicyName=grant.name)["PolicyDocument"]
+    assert document["Statement"][0]["Resource"] == member.role_arn
+
+    ended = roles.revoke(grant, grant.name)
+
+    assert world.iam.list_user_policies(UserName="alice")["PolicyNames"] == []
+    deny = member.iam.get_role_policy(RoleName="deploy", PolicyName=grant.name)["PolicyDocument"]
+    assert deny["Statement"][0]["Effect"] == "Deny"
+    assert deny["Statement"][0]["Condition"]["StringEquals"] == {"aws:SourceIdentity": "alice"}
+    assert ended.lift_at is not None and ended.note == ""
+    # Kept for the member role's own maximum session duration (7200 s), read there.
+    assert timedelta(seconds=7190) < ended.lift_at - datetime.now(UTC) < timedelta(seconds=7210)
+    with pytest.raises(ClientError):
+        world.iam.get_role_policy(RoleName="deploy", PolicyName=grant.name)  # nothing of it in the bot's account
+
+    roles.lift(grant)
+    assert member.iam.list_role_policies(RoleName="deploy")["PolicyNames"] == []
+
+
+def test_a_missing_role_in_a_listed_account_is_refused_before_anything_is_granted(world: World) -> None:
+    seed_member()
+    roles = build_granters(in_accounts(AwsClients.create(), LISTED))[Kind.IAM_ROLE]
+
+    with pytest.raises(AwsError, match=f"arn:aws:iam::{MEMBER}:role/ghost does not exist"):
+        roles.locate(spec(f"arn:aws:iam::{MEMBER}:role/ghost"))
+    with pytest.raises(AwsError, match="does not exist"):
+        roles.grant(spec(f"arn:aws:iam::{MEMBER}:role/ghost"))
+    assert world.iam.list_user_policies(UserName="alice")["PolicyNames"] == []
+
+
+def test_a_role_in_an_unlisted_account_keeps_todays_behaviour(world: World) -> None:
+    other = seed_member(ELSEWHERE)
+    roles = build_granters(in_accounts(AwsClients.create(), LISTED))[Kind.IAM_ROLE]
+    grant = spec(other.role_arn)
+    before = assumes()
+
+    roles.locate(spec(f"arn:aws:iam::{ELSEWHERE}:role/ghost"))  # cannot be seen from here: not refused
+    roles.grant(grant)
+    ended = roles.revoke(grant, grant.name)
+    roles.lift(grant)
+
+    assert ended.lift_at is None
+    assert ended.note == f"the role is in account {ELSEWHERE}: its open sessions end on their own"
+    assert other.iam.list_role_policies(RoleName="deploy")["PolicyNames"] == []
+    assert world.iam.list_user_policies(UserName="alice")["PolicyNames"] == []
+    assert assumes() == before  # no role was assumed anywhere
+
+
+def test_a_key_in_a_listed_account_is_granted_and_revoked_there(world: World) -> None:
+    member = seed_member()
+    keys = build_granters(in_accounts(AwsClients.create(), LISTED))[Kind.KMS_KEY]
+    grant = spec(member.key_arn, operations=("Decrypt",))
+
+    located = keys.locate(grant)
+    assert located == member.key_arn
+    grant_id = keys.grant(replace(grant, target_arn=located))
+
+    held = member.kms.list_grants(KeyId=member.key_arn)["Grants"]
+    assert [(g["GrantId"], g["GranteePrincipal"], g["Operations"]) for g in held] == [
+        (grant_id, ALICE_ARN, ["Decrypt"])
+    ]
+    keys.revoke(replace(grant, target_arn=located), grant_id)
+    assert member.kms.list_grants(KeyId=member.key_arn)["Grants"] == []
+    # The bot's own KMS still holds its own keys, untouched.
+    assert world.kms.list_grants(KeyId=world.key_arn)["Grants"] == []
+
+
+def test_credentials_are_assumed_once_and_refreshed_before_they_expire(world: World) -> None:
+    member = seed_member()
+    now = [datetime.now(UTC)]
+    aws = in_accounts(AwsClients.create(), LISTED, clock=lambda: now[0])
+    roles = RoleGranter(aws.iam, iam_in=aws.members.iam_in if aws.members else None)
+    before = assumes()
+
+    for request_id in (1, 2, 3):
+        roles.locate(spec(member.role_arn, request_id))
+    assert assumes() == before + 1  # one AssumeRole, cached for every later call
+
+    # 50 minutes on, the hour-long credentials are within botocore's refresh window (15 minutes before expiry):
+    # the next call assumes the role again, once.
+    now[0] += timedelta(minutes=50)
+    roles.locate(spec(member.role_arn, 4))
+    assert assumes() == before + 2
+    # moto dates the new credentials from the real time, an hour after it: back at the real time they are fresh.
+    now[0] = datetime.now(UTC)
+    roles.locate(spec(member.role_arn, 5))
+    roles.locate(spec(member.role_arn, 6))
+    assert assumes() == before + 2
+
+
+def test_the_member_role_is_assumed_with_its_external_id(world: World) -> None:
+    seed_member()
+    aws = in_accounts(AwsClients.create(), LISTED)
+    seen: list[dict[str, object]] = []
+    aws.sts.meta.events.register("provide-client-params.sts.AssumeRole", lambda params, **_: seen.append(params))
+
+    assert aws.members is not None
+    account, arn = aws.members.caller(MEMBER)
+
+    assert account == MEMBER and arn == f"arn:aws:sts::{MEMBER}:assumed-role/accessbot-member/accessbot"
+    assert [(p["RoleArn"], p["ExternalId"]) for p in seen] == [(MEMBER_ROLE, EXTERNAL_ID)]
