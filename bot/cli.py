@@ -79,6 +79,8 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
     catalog = load_catalog(settings.accessbot_catalog)
     where = f"catalog {settings.accessbot_catalog}: {len(catalog.resources)} resource(s)"
     if not aws:
+        for account, member in catalog.accounts.items():
+            print(f"ok   accounts.{account}: the bot assumes {member.role_arn}")
         for name, resource in catalog.resources.items():
             print(f"ok   {name}: {resource.kind.value} {resource.target}")
         for line in _ticket_lines(catalog):
@@ -86,22 +88,24 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
         print(f"{where}, no problems (AWS not checked)")
         return 0
 
+    from bot.aws.account_checks import check_accounts
     from bot.aws.checks import Outcome, caller_account, check_catalog
     from bot.aws.errors import AwsError
     from bot.wiring import aws_clients
 
-    clients = aws_clients()
+    clients = aws_clients(catalog)
     try:
         account = caller_account(clients.sts)
     except AwsError as exc:
         raise ConfigError(f"AWS: cannot check the catalog against AWS: {exc}") from None
-    results = check_catalog(
+    results = check_accounts(catalog, clients.members, account) + check_catalog(
         catalog,
         iam=clients.iam,
         kms=clients.kms,
         account=account,
         sso_admin=clients.sso_admin,
         identitystore=clients.identitystore,
+        members=clients.members,
     )
     for result in results:
         print(result.line)

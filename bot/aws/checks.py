@@ -60,8 +60,13 @@ def check_catalog(
     account: str,
     sso_admin: Any = None,
     identitystore: Any = None,
+    members: Any = None,
 ) -> list[Check]:
-    """Check every resource and every static identity of the catalog, in catalog order."""
+    """Check every resource and every static identity of the catalog, in catalog order.
+
+    `members` (bot.aws.accounts.MemberAccounts): a role in a listed account is checked there, through the role
+    the bot assumes; its trust policy must then let principals of the bot's account (`account`) assume it.
+    """
     results: list[Check] = []
     center = Center(sso_admin, catalog.identity_center) if sso_admin is not None else None
     uses_sso = any(r.kind.identity_center for r in catalog.resources.values())
@@ -74,6 +79,8 @@ def check_catalog(
             problem, skipped = sso_problem(center, identitystore, resource), None
         elif isinstance(resource, GroupResource):
             problem, skipped = group_problem(iam, resource.group_name), None
+        elif isinstance(resource, RoleResource) and members is not None and members.covers(account_of(resource.target)):
+            problem, skipped = role_problem(members.iam_in(account_of(resource.target)), resource.target, account), None
         elif isinstance(resource, RoleResource):
             skipped = _elsewhere(resource.role_arn, account)
             problem = None if skipped else role_problem(iam, resource.role_arn)
@@ -168,8 +175,8 @@ def key_problem(kms: Any, key_id: str) -> str | None:
     return None
 
 
-def role_problem(iam: Any, role_arn: str) -> str | None:
-    """What is wrong with an IAM role (missing, or a trust policy its own account cannot use), or None."""
+def role_problem(iam: Any, role_arn: str, trusted: str | None = None) -> str | None:
+    """What is wrong with an IAM role (missing, or a trust policy `trusted`, else its own account, cannot use)."""
     try:
         with aws_call("iam:GetRole"):
             role = iam.get_role(RoleName=role_name(role_arn))["Role"]
@@ -178,7 +185,9 @@ def role_problem(iam: Any, role_arn: str) -> str | None:
     if role["Arn"] != role_arn:
         return f"the IAM role {role_arn} does not exist (a role of that name exists as {role['Arn']})"
     document = role.get("AssumeRolePolicyDocument") or {}
-    return trust_problem(document, account_of(role_arn)) or source_identity_problem(document, role["RoleName"])
+    return trust_problem(document, trusted or account_of(role_arn)) or source_identity_problem(
+        document, role["RoleName"]
+    )
 
 
 def trust_problem(document: dict[str, Any] | str, account: str) -> str | None:
@@ -259,7 +268,10 @@ def _elsewhere(role_arn: str, account: str) -> str | None:
     theirs = account_of(role_arn)
     if theirs == account:
         return None
-    return f"not checked: the role is in account {theirs}, the bot's credentials are for account {account}"
+    return (
+        f"not checked: the role is in account {theirs}, the bot's credentials are for account {account}, "
+        f"and {theirs} is not under `accounts`: sessions open at the end of a grant are not ended"
+    )
 
 
 def _result(subject: str, what: str, problem: str | None, skipped: str | None = None) -> Check:

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from pathlib import Path
+
 import pytest
 from botocore.exceptions import ClientError
+from parliament import analyze_policy_string
 
 from bot.aws.clients import AwsClients
 from bot.aws.errors import AwsError
 from bot.aws.granters import GrantSpec, RoleGranter
 from bot.catalog import Kind, MemberAccount
+from bot.cli import main
 from bot.wiring import build_granters, in_accounts
+from tests.integration.flows import catalog_with
 from tests.support import iam_policy
 from tests.support.aws import ACCOUNT, World
-from tests.support.member import ELSEWHERE, EXTERNAL_ID, MEMBER, MEMBER_ROLE, seed_member
+from tests.support.member import (
+    DOCS,
+    ELSEWHERE,
+    EXTERNAL_ID,
+    MEMBER,
+    MEMBER_ROLE,
+    TRUST_HOME,
+    accounts_yaml,
+    seed_member,
+)
 
 ALICE_ARN = f"arn:aws:iam::{ACCOUNT}:user/alice"
 LISTED = {MEMBER: MemberAccount(role_arn=MEMBER_ROLE, external_id=EXTERNAL_ID)}
@@ -140,3 +155,99 @@ def test_the_member_role_is_assumed_with_its_external_id(world: World) -> None:
 
     assert account == MEMBER and arn == f"arn:aws:sts::{MEMBER}:assumed-role/accessbot-member/accessbot"
     assert [(p["RoleArn"], p["ExternalId"]) for p in seen] == [(MEMBER_ROLE, EXTERNAL_ID)]
+
+
+def check_config_lines(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], catalog: Path, text: str
+) -> tuple[int, list[str]]:
+    catalog.write_text(text)
+    monkeypatch.setenv("ACCESSBOT_CATALOG", str(catalog))
+    code = main(["check-config"])
+    return code, capsys.readouterr().out.splitlines()
+
+
+MEMBER_RESOURCES = f"""
+  member-deploy:
+    kind: iam_role
+    role_arn: arn:aws:iam::{MEMBER}:role/deploy
+    approvers: [platform]
+  member-ghost:
+    kind: iam_role
+    role_arn: arn:aws:iam::{MEMBER}:role/ghost
+    approvers: [platform]
+  elsewhere-deploy:
+    kind: iam_role
+    role_arn: arn:aws:iam::{ELSEWHERE}:role/deploy
+    approvers: [platform]
+"""
+
+
+def test_check_config_looks_in_a_listed_account_and_says_what_an_unlisted_one_misses(
+    world: World, catalog_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    member = seed_member()
+    seed_member(ELSEWHERE)
+    text = catalog_with(MEMBER_RESOURCES + f"""
+  member-key:
+    kind: kms_key
+    key_id: {member.key_arn}
+    operations: [Decrypt]
+    approvers: [platform]
+""") + accounts_yaml()
+
+    code, lines = check_config_lines(monkeypatch, capsys, catalog_file, text)
+
+    assert code == 1
+    assert lines[0] == (
+        f"ok   accounts.{MEMBER}: the bot assumes {MEMBER_ROLE}: "
+        f"acting as arn:aws:sts::{MEMBER}:assumed-role/accessbot-member/accessbot"
+    )
+    assert lines[1].startswith(f"skip accounts.{ELSEWHERE}: not listed: elsewhere-deploy is in account {ELSEWHERE}")
+    assert "a role's sessions open at the end of a grant are not ended" in lines[1]
+    assert f"ok   member-deploy: iam_role arn:aws:iam::{MEMBER}:role/deploy" in lines
+    assert f"FAIL member-ghost: iam_role arn:aws:iam::{MEMBER}:role/ghost: the IAM role " \
+        f"arn:aws:iam::{MEMBER}:role/ghost does not exist" in lines  # fmt: skip
+    assert f"ok   member-key: kms_key {member.key_arn}" in lines
+    elsewhere = next(line for line in lines if line.startswith("skip elsewhere-deploy:"))
+    assert f"{ELSEWHERE} is not under `accounts`" in elsewhere
+    assert lines[-1].endswith(f"2 problem(s) in AWS account {ACCOUNT}")  # member-ghost, ghost-group
+
+
+def test_check_config_fails_a_member_role_whose_trust_lets_others_in_or_that_trusts_the_wrong_account(
+    world: World, catalog_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    member = seed_member()
+    loose = {**TRUST_HOME, "Statement": [{**TRUST_HOME["Statement"][0], "Principal": {"AWS": "*"}}]}
+    member.iam.update_assume_role_policy(RoleName="accessbot-member", PolicyDocument=json.dumps(loose))
+    # A role there that trusts only its own account: people of the bot's account could never assume it.
+    own = {**TRUST_HOME, "Statement": [{**TRUST_HOME["Statement"][0], "Principal": {"AWS": MEMBER}}]}
+    member.iam.update_assume_role_policy(RoleName="deploy", PolicyDocument=json.dumps(own))
+    text = catalog_with(MEMBER_RESOURCES.split("  member-ghost:")[0]) + accounts_yaml()
+
+    code, lines = check_config_lines(monkeypatch, capsys, catalog_file, text)
+
+    assert code == 1
+    assert lines[0] == (
+        f"FAIL accounts.{MEMBER}: the bot assumes {MEMBER_ROLE}: its trust policy also lets * assume it; "
+        f"only the bot's account {ACCOUNT} should"
+    )
+    deploy = next(line for line in lines if line.startswith("FAIL member-deploy:"))
+    assert f"does not let principals of account {ACCOUNT} assume it" in deploy
+
+
+def test_the_iam_policy_command_prints_the_documents(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["iam-policy"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads((DOCS / "iam-policy.json").read_text())
+    assert main(["iam-policy", "--member"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "policy": json.loads((DOCS / "iam-policy-member.json").read_text()),
+        "trust": json.loads((DOCS / "iam-trust-member.json").read_text()),
+    }
+
+
+def test_the_bots_policy_lets_it_assume_only_member_roles_and_the_member_policy_passes_the_linter() -> None:
+    document = json.loads((DOCS / "iam-policy.json").read_text())
+    assume = [s for s in document["Statement"] if "sts:AssumeRole" in s["Action"]]
+    assert [s["Resource"] for s in assume] == ["arn:aws:iam::*:role/accessbot-member"]
+    findings = analyze_policy_string((DOCS / "iam-policy-member.json").read_text()).findings
+    assert [(f.issue, f.detail) for f in findings] == []

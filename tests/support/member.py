@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 
 from tests.support.aws import ACCOUNT
 
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 MEMBER = "222222222222"
 ELSEWHERE = "333333333333"  # an account the catalog does not list
 MEMBER_ROLE = f"arn:aws:iam::{MEMBER}:role/accessbot-member"
@@ -54,6 +56,9 @@ def seed_member(account: str = MEMBER) -> Member:
     """In `account`: the role people get (`deploy`, trusting the bot's account) and a KMS key."""
     session = session_in(account)
     iam, kms = session.client("iam"), session.client("kms")
+    # The role the bot assumes there, trusting as docs/iam-trust-member.json says (moto does not check it).
+    trust = (DOCS / "iam-trust-member.json").read_text()
+    iam.create_role(RoleName="accessbot-member", AssumeRolePolicyDocument=trust)
     role = iam.create_role(RoleName="deploy", AssumeRolePolicyDocument=json.dumps(TRUST_HOME), MaxSessionDuration=7200)
     key = kms.create_key(Description="member payments")["KeyMetadata"]
     return Member(iam=iam, kms=kms, role_arn=role["Role"]["Arn"], key_arn=key["Arn"])
