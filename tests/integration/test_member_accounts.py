@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-
 from pathlib import Path
 
 import pytest
@@ -187,13 +186,19 @@ def test_check_config_looks_in_a_listed_account_and_says_what_an_unlisted_one_mi
 ) -> None:
     member = seed_member()
     seed_member(ELSEWHERE)
-    text = catalog_with(MEMBER_RESOURCES + f"""
+    text = (
+        catalog_with(
+            MEMBER_RESOURCES
+            + f"""
   member-key:
     kind: kms_key
     key_id: {member.key_arn}
     operations: [Decrypt]
     approvers: [platform]
-""") + accounts_yaml()
+"""
+        )
+        + accounts_yaml()
+    )
 
     code, lines = check_config_lines(monkeypatch, capsys, catalog_file, text)
 
