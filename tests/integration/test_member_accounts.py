@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -17,6 +18,7 @@ from bot.aws.granters import GrantSpec, RoleGranter
 from bot.catalog import Kind, MemberAccount
 from bot.cli import main
 from bot.wiring import build_granters, in_accounts
+from tests.integration.faults import error_response
 from tests.integration.flows import catalog_with
 from tests.support import iam_policy
 from tests.support.aws import ACCOUNT, World
@@ -256,3 +258,26 @@ def test_the_bots_policy_lets_it_assume_only_member_roles_and_the_member_policy_
     assert [s["Resource"] for s in assume] == ["arn:aws:iam::*:role/accessbot-member"]
     findings = analyze_policy_string((DOCS / "iam-policy-member.json").read_text()).findings
     assert [(f.issue, f.detail) for f in findings] == []
+
+
+def test_an_end_whose_role_cannot_be_assumed_fails_whole_and_succeeds_when_tried_again(world: World) -> None:
+    member = seed_member()
+    grant = spec(member.role_arn)
+    build_granters(in_accounts(AwsClients.create(), LISTED))[Kind.IAM_ROLE].grant(grant)
+    # Another process ends it (the one that granted has credentials there already): its AssumeRole is refused.
+    aws = in_accounts(AwsClients.create(), LISTED)
+    roles = build_granters(aws)[Kind.IAM_ROLE]
+
+    def refuse(request: Any, **_: Any) -> Any:
+        return error_response("sts", request.url, code="AccessDenied", status=403, message="not trusted")
+
+    aws.sts.meta.events.register("before-send.sts.AssumeRole", refuse)
+    with pytest.raises(AwsError, match=f"sts:AssumeRole into account {MEMBER}: not trusted") as refused:
+        roles.revoke(grant, grant.name)
+    assert refused.value.code == "AccessDenied"
+    assert member.iam.list_role_policies(RoleName="deploy")["PolicyNames"] == []  # nothing written there yet
+
+    aws.sts.meta.events.unregister("before-send.sts.AssumeRole", refuse)
+    ended = roles.revoke(grant, grant.name)  # the owed end, tried again
+    assert ended.lift_at is not None
+    assert member.iam.list_role_policies(RoleName="deploy")["PolicyNames"] == [grant.name]
