@@ -281,3 +281,30 @@ def test_an_end_whose_role_cannot_be_assumed_fails_whole_and_succeeds_when_tried
     ended = roles.revoke(grant, grant.name)  # the owed end, tried again
     assert ended.lift_at is not None
     assert member.iam.list_role_policies(RoleName="deploy")["PolicyNames"] == [grant.name]
+
+
+def test_every_call_made_in_the_member_account_is_allowed_by_the_member_policy(world: World) -> None:
+    member = seed_member()
+    there: list[str] = []
+
+    def create(session: Any) -> AwsClients:
+        session.events.register("before-call.*.*", lambda model, **_: there.append(
+            f"{model.service_model.endpoint_prefix}:{model.name}"))  # fmt: skip
+        return AwsClients.create(session)
+
+    aws = in_accounts(AwsClients.create(), LISTED, create=create)
+    granters = build_granters(aws)
+    role, key = spec(member.role_arn, 21), spec(member.key_arn, 22, operations=("Decrypt",))
+    granters[Kind.IAM_ROLE].locate(role)
+    granters[Kind.IAM_ROLE].grant(role)
+    granters[Kind.IAM_ROLE].revoke(role, role.name)
+    granters[Kind.IAM_ROLE].lift(role)
+    key = replace(key, target_arn=granters[Kind.KMS_KEY].locate(key))
+    granters[Kind.KMS_KEY].revoke(key, granters[Kind.KMS_KEY].grant(key))
+    assert aws.members is not None
+    aws.members.caller(MEMBER)
+
+    assert {"iam:GetRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "kms:CreateGrant", "kms:RevokeGrant",
+            "sts:GetCallerIdentity"} <= set(there)  # fmt: skip
+    assert iam_policy.not_allowed(set(there), DOCS / "iam-policy-member.json") == []
+    assert "iam:PutUserPolicy" not in there  # the person's allow is written in the bot's own account
