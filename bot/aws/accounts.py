@@ -20,9 +20,11 @@ from bot.aws.granters import account_of
 from bot.catalog import MemberAccount
 from bot.clock import utcnow
 
-# An hour is the most AWS allows for a role assumed by another role's session (role chaining), and the
-# default for AssumeRole (STS API Reference, "AssumeRole", DurationSeconds:
-# https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html).
+# An hour: AssumeRole's default, and the most AWS allows when the bot itself runs as a role (role chaining
+# "limits your AWS CLI or AWS API role session to a maximum of one hour"; STS API Reference, "AssumeRole",
+# DurationSeconds: https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html). The ExternalId
+# is the one the member role's trust policy requires (IAM User Guide, "Access to AWS accounts owned by third
+# parties": https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_common-scenarios_third-party.html).
 SESSION_SECONDS = 3600
 SESSION_NAME = "accessbot"
 
@@ -134,12 +136,18 @@ class _Fixed(CredentialProvider):  # type: ignore[misc]
 class KmsByKey:
     """A KMS client that sends each call to the account its KeyId names, when that account is listed.
 
-    KMS addresses a key in another account by its key ARN or alias ARN (AWS KMS Developer Guide, "Allowing
-    users in other accounts to use a KMS key"; https://docs.aws.amazon.com/kms/latest/developerguide/
-    key-policy-modifying-external-accounts.html); a key of a listed account is instead reached as the role
-    assumed there, so its key policy need not trust the bot's account. A call without a KeyId (ListKeys), or
+    KMS reaches a key in another account only by its key ARN ("To specify a KMS key in a different AWS
+    account, you must use the key ARN": KMS API Reference, "CreateGrant" and "ListGrants", KeyId;
+    https://docs.aws.amazon.com/kms/latest/APIReference/API_CreateGrant.html), and then only where that key's
+    policy trusts the bot's account. A key of a listed account is instead reached as the role assumed there,
+    by the same ARN, so its key policy need not name the bot's account. A call without a KeyId (ListKeys), or
     with a key ID or alias that names no account, stays in the bot's own account.
     """
+
+    @property
+    def meta(self) -> Any:
+        """The bot's own KMS client's meta (events, region): what a caller registering hooks means."""
+        return self._home.meta
 
     def __init__(self, home: Any, accounts: MemberAccounts) -> None:
         self._home = home

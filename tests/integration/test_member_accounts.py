@@ -308,3 +308,16 @@ def test_every_call_made_in_the_member_account_is_allowed_by_the_member_policy(w
             "sts:GetCallerIdentity"} <= set(there)  # fmt: skip
     assert iam_policy.not_allowed(set(there), DOCS / "iam-policy-member.json") == []
     assert "iam:PutUserPolicy" not in there  # the person's allow is written in the bot's own account
+
+
+def test_a_key_named_by_an_alias_arn_in_a_listed_account_is_found_there(world: World) -> None:
+    member = seed_member()
+    member.kms.create_alias(AliasName="alias/member-payments", TargetKeyId=member.key_arn)
+    aws = in_accounts(AwsClients.create(), LISTED)
+    alias_arn = f"arn:aws:kms:us-east-1:{MEMBER}:alias/member-payments"
+
+    assert build_granters(aws)[Kind.KMS_KEY].locate(spec(alias_arn, operations=("Decrypt",))) == member.key_arn
+    # Without the entry, the bot's own KMS is asked (moto, unlike AWS with a key policy trusting the bot's
+    # account, does not share keys across accounts): the key is not found.
+    with pytest.raises(AwsError, match="does not exist"):
+        build_granters(AwsClients.create())[Kind.KMS_KEY].locate(spec(alias_arn, operations=("Decrypt",)))
