@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -321,3 +322,28 @@ def test_a_key_named_by_an_alias_arn_in_a_listed_account_is_found_there(world: W
     # account, does not share keys across accounts): the key is not found.
     with pytest.raises(AwsError, match="does not exist"):
         build_granters(AwsClients.create())[Kind.KMS_KEY].locate(spec(alias_arn, operations=("Decrypt",)))
+
+
+def test_threads_starting_together_share_one_assume_role(world: World) -> None:
+    member = seed_member()
+    aws = in_accounts(AwsClients.create(), LISTED)
+    roles = build_granters(aws)[Kind.IAM_ROLE]
+    before = assumes()
+    start = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def locate(request_id: int) -> None:
+        start.wait()
+        try:
+            roles.locate(spec(member.role_arn, request_id))
+        except BaseException as exc:  # reported below: a thread's exception would otherwise vanish
+            failures.append(exc)
+
+    threads = [threading.Thread(target=locate, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert failures == []
+    assert assumes() == before + 1
