@@ -17,6 +17,8 @@ RUN pip install . && rm -rf bot build ./*.egg-info
 # migrations_dir()), which is why WORKDIR stays /app.
 COPY migrations ./migrations
 COPY alembic.ini ./
+# The IAM documents `accessbot iam-policy [--member]` prints, found the same way.
+COPY docs/iam-policy.json docs/iam-policy-member.json docs/iam-trust-member.json ./docs/
 
 # Never run as root. /data is the one writable place (SQLite, for trying the image without PostgreSQL).
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin accessbot \

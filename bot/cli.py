@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from bot import ops, ops_outbox
+from bot import ops, ops_outbox, policies
 from bot import ops_activity as activity_commands
 from bot.catalog import Catalog, load_catalog
 from bot.config import Settings, load_settings
@@ -39,7 +39,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ops.add_commands(sub)
     ops_outbox.add_command(sub)
     activity_commands.add_commands(sub)
+    policies.add_command(sub)
     args = parser.parse_args(argv)
+    if args.command == "iam-policy":
+        try:
+            return policies.run(args)  # needs no settings: it is read before the bot is set up
+        except ConfigError as exc:
+            print(f"accessbot: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     try:
         settings = load_settings()
         setup_logging(settings.log_level_number, settings.log_format, secrets=settings.secret_values())
@@ -80,6 +87,8 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
     catalog = load_catalog(settings.accessbot_catalog)
     where = f"catalog {settings.accessbot_catalog}: {len(catalog.resources)} resource(s)"
     if not aws:
+        for account, member in catalog.accounts.items():
+            print(f"ok   accounts.{account}: the bot assumes {member.role_arn}")
         for name, resource in catalog.resources.items():
             print(f"ok   {name}: {resource.kind.value} {resource.target}")
         for line in _ticket_lines(catalog):
@@ -87,22 +96,24 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
         print(f"{where}, no problems (AWS not checked)")
         return 0
 
+    from bot.aws.account_checks import check_accounts
     from bot.aws.checks import Outcome, caller_account, check_catalog
     from bot.aws.errors import AwsError
     from bot.wiring import aws_clients
 
-    clients = aws_clients()
+    clients = aws_clients(catalog)
     try:
         account = caller_account(clients.sts)
     except AwsError as exc:
         raise ConfigError(f"AWS: cannot check the catalog against AWS: {exc}") from None
-    results = check_catalog(
+    results = check_accounts(catalog, clients.members, account) + check_catalog(
         catalog,
         iam=clients.iam,
         kms=clients.kms,
         account=account,
         sso_admin=clients.sso_admin,
         identitystore=clients.identitystore,
+        members=clients.members,
     )
     results += activity_checks(settings)
     for result in results:

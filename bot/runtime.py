@@ -78,7 +78,7 @@ class Runtime:
         settings.require_slack(http=http)
         catalog = load_catalog(settings.accessbot_catalog)
         engine = open_database(settings.database_url)
-        aws = aws_clients()
+        aws = aws_clients(catalog)
         metrics = Metrics()
         metrics.watch_active_grants(lambda: active_grants(engine))
         center = identity_center(aws, catalog)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
 from botocore.exceptions import NoRegionError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.aws.accounts import KmsByKey, MemberAccounts
 from bot.aws.clients import AwsClients
 from bot.aws.granters import (
     Granter,
@@ -17,18 +22,28 @@ from bot.aws.granters import (
     SsoGroupGranter,
 )
 from bot.aws.identity_center import Center
-from bot.catalog import Catalog, Kind
+from bot.catalog import Catalog, Kind, MemberAccount
 from bot.errors import ConfigError
 from bot.store import schema
 from bot.store.db import is_sqlite, make_engine
 
 
-def aws_clients() -> AwsClients:
-    """The AWS clients, from boto3's usual configuration chain; ConfigError when no region is set."""
+def aws_clients(catalog: Catalog | None = None) -> AwsClients:
+    """The AWS clients, from boto3's usual configuration chain; ConfigError when no region is set.
+
+    With the catalog's `accounts`, they also reach those accounts through the role the bot assumes in each.
+    """
     try:
-        return AwsClients.create()
+        aws = AwsClients.create()
     except NoRegionError:
         raise ConfigError("AWS_REGION: not set (KMS needs a region; set AWS_REGION or AWS_DEFAULT_REGION)") from None
+    return in_accounts(aws, catalog.accounts) if catalog is not None and catalog.accounts else aws
+
+
+def in_accounts(aws: AwsClients, accounts: Mapping[str, MemberAccount], **options: Any) -> AwsClients:
+    """The clients, also reaching the listed accounts: `members` for IAM there, `kms` by each key's account."""
+    members = MemberAccounts(aws, accounts, **options)
+    return dataclasses.replace(aws, members=members, kms=KmsByKey(aws.kms, members))
 
 
 def identity_center(aws: AwsClients, catalog: Catalog | None) -> Center:
@@ -43,7 +58,7 @@ def build_granters(
     center = center or Center(aws.sso_admin, None)
     return {
         Kind.IAM_GROUP: GroupGranter(aws.iam),
-        Kind.IAM_ROLE: RoleGranter(aws.iam),
+        Kind.IAM_ROLE: RoleGranter(aws.iam, iam_in=aws.members.iam_in if aws.members else None),
         Kind.KMS_KEY: KeyGranter(aws.kms),
         Kind.SSO_PERMISSION_SET: PermissionSetGranter(aws.sso_admin, center, polling=polling),
         Kind.SSO_GROUP: SsoGroupGranter(aws.identitystore, center),

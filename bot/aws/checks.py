@@ -59,8 +59,13 @@ def check_catalog(
     account: str,
     sso_admin: Any = None,
     identitystore: Any = None,
+    members: Any = None,
 ) -> list[Check]:
-    """Check every resource and every static identity of the catalog, in catalog order."""
+    """Check every resource and every static identity of the catalog, in catalog order.
+
+    `members` (bot.aws.accounts.MemberAccounts): a role in a listed account is checked there, through the role
+    the bot assumes; its trust policy must then let principals of the bot's account (`account`) assume it.
+    """
     results: list[Check] = []
     center = Center(sso_admin, catalog.identity_center) if sso_admin is not None else None
     uses_sso = any(r.kind.identity_center for r in catalog.resources.values())
@@ -76,6 +81,10 @@ def check_catalog(
             problem, skipped = group_problem(iam, resource.group_name), None
             warning = None if problem else group_warning(iam, resource.group_name)
             warnings = [warning] if warning else []
+        elif isinstance(resource, RoleResource) and members is not None and members.covers(account_of(resource.target)):
+            member_iam = members.iam_in(account_of(resource.target))
+            problem, warnings = role_findings(member_iam, resource.target, trusted=account)
+            skipped = None
         elif isinstance(resource, RoleResource):
             skipped = _elsewhere(resource.role_arn, account)
             problem, warnings = (None, []) if skipped else role_findings(iam, resource.role_arn)
@@ -171,11 +180,12 @@ def key_problem(kms: Any, key_id: str) -> str | None:
     return None
 
 
-def role_findings(iam: Any, role_arn: str) -> tuple[str | None, list[str]]:
+def role_findings(iam: Any, role_arn: str, trusted: str | None = None) -> tuple[str | None, list[str]]:
     """What is wrong with an IAM role (missing, or a trust policy accessbot cannot rely on), and what to warn of.
 
-    Warnings, once nothing is wrong: a trust policy that does not require a source identity, and the role's
-    own permissions that let a session outlive or undo its end (see bot/aws/rights.py).
+    The trust must let in principals of `trusted` (the bot's account, for a role in another account), else of
+    the role's own account. Warnings, once nothing is wrong: a trust policy that does not require a source
+    identity, and the role's own permissions that let a session outlive or undo its end (see bot/aws/rights.py).
     """
     try:
         with aws_call("iam:GetRole"):
@@ -185,7 +195,7 @@ def role_findings(iam: Any, role_arn: str) -> tuple[str | None, list[str]]:
     if role["Arn"] != role_arn:
         return f"the IAM role {role_arn} does not exist (a role of that name exists as {role['Arn']})", []
     document = role.get("AssumeRolePolicyDocument") or {}
-    account = account_of(role_arn)
+    account = trusted or account_of(role_arn)
     problem = trust_problem(document, account) or source_identity_problem(document, role["RoleName"])
     if problem:
         return problem, []
@@ -197,7 +207,10 @@ def _elsewhere(role_arn: str, account: str) -> str | None:
     theirs = account_of(role_arn)
     if theirs == account:
         return None
-    return f"not checked: the role is in account {theirs}, the bot's credentials are for account {account}"
+    return (
+        f"not checked: the role is in account {theirs}, the bot's credentials are for account {account}, "
+        f"and {theirs} is not under `accounts`: sessions open at the end of a grant are not ended"
+    )
 
 
 def _result(subject: str, what: str, problem: str | None, skipped: str | None = None) -> Check:

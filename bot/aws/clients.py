@@ -27,6 +27,8 @@ class AwsClients:
     sts: Any
     sso_admin: Any  # IAM Identity Center: instances, permission sets, account assignments
     identitystore: Any  # its users, groups and group memberships
+    # The catalog's other accounts (then `kms` sends each call to its key's account); None: this account only.
+    members: Any = None  # a bot.aws.accounts.MemberAccounts (not imported here: that module imports this one)
 
     @classmethod
     def create(cls, session: boto3.session.Session | None = None) -> AwsClients:

@@ -19,6 +19,7 @@ from bot.catalog.models import (
     IdentityCenter,
     KeyResource,
     Kind,
+    MemberAccount,
     PermissionSetResource,
     ResourceBase,
     RoleResource,
@@ -63,7 +64,7 @@ def parse_catalog(text: str, *, source: str = "catalog") -> Catalog:
     unknown = sorted(
         str(k)
         for k in raw
-        if k not in {"defaults", "identity", "identity_center", "approver_groups", "auditors", "resources"}
+        if k not in {"defaults", "identity", "identity_center", "approver_groups", "auditors", "resources", "accounts"}
     )
     problems += [f"{key}: unknown top-level key" for key in unknown]
 
@@ -76,6 +77,7 @@ def parse_catalog(text: str, *, source: str = "catalog") -> Catalog:
         center = _validate(IdentityCenter, center_raw, "identity_center", problems)
     groups = _approver_groups(raw.get("approver_groups"), problems)
     auditors = _auditors(raw.get("auditors"), problems)
+    accounts = _accounts(raw.get("accounts"), problems)
     resources: dict[str, AnyResource] = {}
     resources_raw = _mapping(raw.get("resources"), "resources", problems)
     if not resources_raw and not any(p.startswith("resources:") for p in problems):
@@ -101,6 +103,7 @@ def parse_catalog(text: str, *, source: str = "catalog") -> Catalog:
         resources=resources,
         identity_center=center,
         auditors=auditors,
+        accounts=accounts,
     )
 
 
@@ -166,6 +169,25 @@ def _approver_groups(raw: object, problems: list[str]) -> dict[str, tuple[str, .
             continue
         groups[str(name)] = tuple(members)
     return groups
+
+
+def _accounts(raw: object, problems: list[str]) -> dict[str, MemberAccount]:
+    """`accounts`: account ID (12 digits, quoted in YAML) -> the role the bot assumes there."""
+    accounts: dict[str, MemberAccount] = {}
+    for account, body in _mapping(raw, "accounts", problems).items():
+        path = f"accounts.{account}"
+        if not isinstance(account, str) or not _matches(account, r"^\d{12}$"):
+            problems.append(f'{path}: an account ID is 12 digits, written in quotes ("012345678901")')
+            continue
+        member = _validate(MemberAccount, _mapping(body, path, problems), path, problems)
+        if member is None:
+            continue
+        theirs = member.role_arn.split(":")[4]  # the pattern made it arn:aws:iam::<12 digits>:role/...
+        if theirs != account:
+            problems.append(f"{path}.role_arn: the role is in account {theirs}, not {account}")
+            continue
+        accounts[account] = member
+    return accounts
 
 
 def _mapping(value: object, path: str, problems: list[str]) -> dict[Any, Any]:

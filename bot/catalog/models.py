@@ -275,6 +275,16 @@ class IdentityCenter(BaseModel):
     )
 
 
+class MemberAccount(BaseModel):
+    """`accounts.<id>`: the role the bot assumes in another account, to act on targets there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}$")
+    # sts:AssumeRole's ExternalId: 2-1224 characters of [\w+=,.@:/-] (STS API Reference, "AssumeRole").
+    external_id: str | None = Field(default=None, min_length=2, max_length=1224, pattern=r"^[\w+=,.@:/-]+$")
+
+
 class Catalog(BaseModel):
     """The whole catalog, with defaults already merged into every resource."""
 
@@ -286,6 +296,7 @@ class Catalog(BaseModel):
     resources: dict[str, AnyResource]
     identity_center: IdentityCenter | None = None
     auditors: tuple[Annotated[str, Field(pattern=SLACK_ID)], ...] = ()  # may read any grant's activity report
+    accounts: dict[AccountId, MemberAccount] = Field(default_factory=dict)
 
     def resource(self, name: str) -> AnyResource | None:
         """The resource of that name, or None."""

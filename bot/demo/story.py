@@ -18,7 +18,7 @@ from unittest import mock
 import boto3
 
 from bot.config import Settings
-from bot.demo import activity
+from bot.demo import activity, member
 from bot.demo.standin import Person, Workspace, reply_of
 from bot.runtime import Runtime
 from bot.store import queries
@@ -38,7 +38,8 @@ APPROVALS, GENERAL = "C0APPROVALS", "C0GENERAL"
 SSO_ACCOUNTS = ("111111111111", "222222222222")
 CHANNELS = {APPROVALS: "access-approvals", GENERAL: "general"}
 
-CATALOG = f"""
+CATALOG = (
+    f"""
 defaults:
   approval_channel: {APPROVALS}
   min_duration: 1s
@@ -75,6 +76,8 @@ resources:
     description: Administrator in both production accounts
     approvers: [platform]
 """
+    + member.CATALOG
+)
 
 
 class DemoFailed(Exception):
@@ -99,9 +102,12 @@ class Aws:
     sso: Any = None
     instance_arn: str = ""
     permission_set_arn: str = ""
+    member_iam: Any = None  # IAM in the second account
 
     def state(self, kind: str) -> list[str]:
         """What AWS says right now about one kind of access, as lines for people."""
+        if kind == "member_role":
+            return member.state(self.member_iam)
         if kind == "sso_permission_set":
             found = []
             for account in SSO_ACCOUNTS:
@@ -174,6 +180,7 @@ def seed() -> Aws:
         sso=sso,
         instance_arn=str(instance["InstanceArn"]),
         permission_set_arn=str(permission_set["PermissionSetArn"]),
+        member_iam=member.seed(),
     )
 
 
@@ -256,7 +263,7 @@ class Story:
             "Bob and Carol approve access. Every grant below lasts " + GRANT + "."
         )
         self.step("What AWS looks like before anyone asks")
-        self.show_aws("iam_group", "iam_role", "kms_key", "sso_permission_set")
+        self.show_aws("iam_group", "iam_role", "kms_key", "sso_permission_set", "member_role")
 
         self.step(f"Alice asks to join the IAM group deploy-admins for {GRANT}")
         group = self.command(ALICE, f"request deploy-admins {GRANT} ship the checkout hotfix")
@@ -299,13 +306,23 @@ class Story:
         sso_id = self.click(BOB, sso, "Approve", until="active")
         self.show_aws("sso_permission_set", expect=True)
 
+        self.step(f"Alice asks for the role deploy in a second account ({member.MEMBER}) for {GRANT}; Bob approves")
+        away = self.command(ALICE, f"request member-deploy {GRANT} deploy the member service")
+        away_id = self.click(BOB, away, "Approve", until="active")
+        self.show_aws("iam_role", "member_role")
+
         self.step("Nobody does anything now: the grants run out and the bot takes them away by itself")
         self.out(f"  (waiting for {GRANT} grants to end; the scheduler wakes exactly when each one is due)")
-        for request_id in (group_id, role_id, key_id, sso_id):
+        for request_id in (group_id, role_id, key_id, sso_id, away_id):
             self.wait_status(request_id, "expired", timeout=30)
             self.describe_end(request_id)
         self.settle()
         self.show_aws("iam_group", "iam_role", "kms_key", "sso_permission_set", expect=False)
+        self.out(f"  The role in account {member.MEMBER} now denies alice's sessions opened before the end (written")
+        self.out("  there through the role the bot assumes), so a session she still had open stops working too:")
+        self.show_aws("member_role")
+        if not self.aws.granted("member_role"):
+            raise DemoFailed(f"member_role: no session deny on the role in account {member.MEMBER}")
 
         self.step("What was deploy-admins used for? The bot reads CloudTrail and answers in the approval thread")
         activity.await_report(self.runtime, group_id, DemoFailed)

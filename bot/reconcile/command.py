@@ -15,7 +15,7 @@ def command(settings: Settings, *, fix: bool) -> int:
     catalog = load_catalog(settings.accessbot_catalog)
     engine = open_database(settings.database_url)
     try:
-        aws = aws_clients()
+        aws = aws_clients(catalog)
         granters = build_granters(aws, identity_center(aws, catalog))
         reconciler = Reconciler(engine=engine, catalog=catalog, granters=granters, iam=aws.iam, kms=aws.kms)
         try:

@@ -12,9 +12,9 @@ CALLED: set[str] = set()  # every operation seen this run (checked against the p
 CALLS: list[str] = []  # the same, in order, so a test can look at the calls of its own flow
 
 
-def allowed_actions() -> list[str]:
+def allowed_actions(policy: Path = POLICY) -> list[str]:
     """Every Action pattern the policy allows."""
-    document = json.loads(POLICY.read_text())
+    document = json.loads(policy.read_text())
     actions: list[str] = []
     for statement in document["Statement"]:
         assert statement["Effect"] == "Allow"
@@ -23,9 +23,9 @@ def allowed_actions() -> list[str]:
     return actions
 
 
-def not_allowed(operations: set[str]) -> list[str]:
+def not_allowed(operations: set[str], policy: Path = POLICY) -> list[str]:
     """Operations (`iam:AddUserToGroup`) no Action pattern of the policy allows."""
-    patterns = [p.lower() for p in allowed_actions()]
+    patterns = [p.lower() for p in allowed_actions(policy)]
     return sorted(op for op in operations if not any(fnmatch.fnmatchcase(op.lower(), p) for p in patterns))
 
 

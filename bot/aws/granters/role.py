@@ -72,9 +72,13 @@ class RoleGranter:
     # How long a role's maximum session duration is taken as read (GetRole costs a call on every end).
     SESSION_LIMIT_CACHE = 60.0
 
-    def __init__(self, iam: Any, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, iam: Any, clock: Callable[[], datetime] = utcnow, *, iam_in: Callable[[str], Any] | None = None
+    ) -> None:
         self._iam = iam
         self._clock = clock
+        # IAM in another account, through the role the bot assumes there (catalog `accounts`), else None.
+        self._iam_in = iam_in or (lambda _account: None)
         self._longest: dict[str, tuple[float, int]] = {}
         self._guard = threading.Lock()
 
@@ -122,11 +126,12 @@ class RoleGranter:
 
     def _require_role(self, spec: GrantSpec) -> None:
         """Refuse a role that does not exist; IAM itself accepts a policy naming any ARN."""
-        if account_of(spec.target) != account_of(spec.iam_user_arn):
-            return  # a role in another account cannot be seen from here; its trust policy decides
+        iam = self._role_iam(spec)
+        if iam is None:
+            return  # a role in an account the bot cannot act in cannot be seen from here; its trust policy decides
         try:
             with aws_call("iam:GetRole"):
-                found = str(self._iam.get_role(RoleName=role_name(spec.target))["Role"]["Arn"])
+                found = str(iam.get_role(RoleName=role_name(spec.target))["Role"]["Arn"])
         except AwsError as exc:
             if not exc.gone:
                 raise
@@ -154,13 +159,14 @@ class RoleGranter:
                 raise
         if not spec.end_sessions:
             return Ended(note="another grant of this role to the same user keeps its sessions")
-        if account_of(spec.target) != account_of(spec.iam_user_arn):
+        iam = self._role_iam(spec)
+        if iam is None:
             return Ended(note=f"the role is in account {account_of(spec.target)}: its open sessions end on their own")
         # Whole seconds, rounded up: every session issued before the policy was deleted is covered.
         ended = self._clock().replace(microsecond=0) + timedelta(seconds=1)
         role = role_name(spec.target)
         try:
-            longest = self._longest_session(role)
+            longest = self._longest_session(iam, spec.target)
         except AwsError as exc:
             if exc.gone:
                 return Ended(note="the role no longer exists, and its sessions with it")
@@ -168,51 +174,59 @@ class RoleGranter:
         document = json.dumps(session_deny(spec.iam_user, ended))
         try:
             with aws_call("iam:PutRolePolicy"):
-                self._iam.put_role_policy(RoleName=role, PolicyName=spec.name, PolicyDocument=document)
+                iam.put_role_policy(RoleName=role, PolicyName=spec.name, PolicyDocument=document)
         except AwsError as exc:
             if exc.code not in ("LimitExceeded", "LimitExceededException"):
                 raise
-            self._deny_as_managed_policy(spec, role, document)
+            self._deny_as_managed_policy(iam, spec, role, document)
         return Ended(lift_at=ended + timedelta(seconds=longest))
 
-    def _longest_session(self, role: str) -> int:
+    def _role_iam(self, spec: GrantSpec) -> Any:
+        """IAM in the role's account: the bot's own, a listed account's through its assumed role, else None."""
+        account = account_of(spec.target)
+        return self._iam if account == account_of(spec.iam_user_arn) else self._iam_in(account)
+
+    def _longest_session(self, iam: Any, role_arn: str) -> int:
         """The role's maximum session duration in seconds (read at most once a minute per role)."""
         with self._guard:
-            cached = self._longest.get(role)
+            cached = self._longest.get(role_arn)
         if cached is not None and time.monotonic() - cached[0] < self.SESSION_LIMIT_CACHE:
             return cached[1]
         with aws_call("iam:GetRole"):
-            longest = int(self._iam.get_role(RoleName=role)["Role"].get("MaxSessionDuration") or 3600)
+            longest = int(iam.get_role(RoleName=role_name(role_arn))["Role"].get("MaxSessionDuration") or 3600)
         with self._guard:
-            self._longest[role] = (time.monotonic(), longest)
+            self._longest[role_arn] = (time.monotonic(), longest)
         return longest
 
-    def _deny_as_managed_policy(self, spec: GrantSpec, role: str, document: str) -> None:
+    def _deny_as_managed_policy(self, iam: Any, spec: GrantSpec, role: str, document: str) -> None:
         """The role's inline policies are full (10,240 characters): put the deny in a managed policy instead."""
         arn = managed_deny_arn(spec.target, spec.name)
         try:
             with aws_call("iam:CreatePolicy"):
-                self._iam.create_policy(PolicyName=spec.name, Path="/accessbot/", PolicyDocument=document)
+                iam.create_policy(PolicyName=spec.name, Path="/accessbot/", PolicyDocument=document)
         except AwsError as exc:
             if exc.code != "EntityAlreadyExists":
                 raise
         with aws_call("iam:AttachRolePolicy"):
-            self._iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+            iam.attach_role_policy(RoleName=role, PolicyArn=arn)
 
     def lift(self, spec: GrantSpec) -> None:
         """Remove the session deny (inline, or the managed policy it was put in when the role was full)."""
         role = role_name(spec.target)
+        iam = self._role_iam(spec)
+        if iam is None:
+            return  # no deny was written in an account the bot cannot act in
         try:
             with aws_call("iam:DeleteRolePolicy"):
-                self._iam.delete_role_policy(RoleName=role, PolicyName=spec.name)
+                iam.delete_role_policy(RoleName=role, PolicyName=spec.name)
             return
         except AwsError as exc:
             if not exc.gone:
                 raise
         arn = managed_deny_arn(spec.target, spec.name)
         for operation, call, args in (
-            ("iam:DetachRolePolicy", self._iam.detach_role_policy, {"RoleName": role, "PolicyArn": arn}),
-            ("iam:DeletePolicy", self._iam.delete_policy, {"PolicyArn": arn}),
+            ("iam:DetachRolePolicy", iam.detach_role_policy, {"RoleName": role, "PolicyArn": arn}),
+            ("iam:DeletePolicy", iam.delete_policy, {"PolicyArn": arn}),
         ):
             try:
                 with aws_call(operation):

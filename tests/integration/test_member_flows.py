@@ -1,0 +1,85 @@
+"""A role and a key in a second account, through the running bot and `accessbot reconcile`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import Bot
+from tests.integration.flows import approve, catalog_with, file_request
+from tests.integration.test_reconcile import drift_rows, reconcile
+from tests.support.aws import ACCOUNT, World
+from tests.support.member import MEMBER, Member, accounts_yaml, seed_member
+
+ALICE_ARN = f"arn:aws:iam::{ACCOUNT}:user/alice"
+
+
+def member_catalog(member: Member) -> str:
+    return (
+        catalog_with(f"""
+  member-deploy:
+    kind: iam_role
+    role_arn: {member.role_arn}
+    approvers: [platform]
+  member-key:
+    kind: kms_key
+    key_id: {member.key_arn}
+    operations: [Decrypt]
+    approvers: [platform]
+""")
+        + accounts_yaml()
+    )
+
+
+def test_a_role_in_the_member_account_ends_with_a_session_deny_written_there(
+    make_bot: Callable[..., Bot], catalog_file: Path, world: World
+) -> None:
+    member = seed_member()
+    catalog_file.write_text(member_catalog(member))
+    bot = make_bot()
+
+    request_id = file_request(bot, "U0ALICE", "request member-deploy 2s deploying the member service")
+    approve(bot, request_id)
+    bot.wait_status(request_id, "active")
+    name = f"accessbot-{request_id}"
+    assert world.iam.list_user_policies(UserName="alice")["PolicyNames"] == [name]
+    assert member.iam.list_role_policies(RoleName="deploy")["PolicyNames"] == []
+
+    bot.wait_status(request_id, "expired", timeout=10)
+
+    assert world.iam.list_user_policies(UserName="alice")["PolicyNames"] == []
+    deny = member.iam.get_role_policy(RoleName="deploy", PolicyName=name)["PolicyDocument"]["Statement"][0]
+    assert deny["Effect"] == "Deny" and deny["Condition"]["StringEquals"] == {"aws:SourceIdentity": "alice"}
+
+
+def test_reconcile_reads_and_repairs_grants_in_the_member_account(
+    make_bot: Callable[..., Bot], catalog_file: Path, world: World, database_url: str
+) -> None:
+    member = seed_member()
+    catalog_file.write_text(member_catalog(member))
+    bot = make_bot()
+    role_id = file_request(bot, "U0ALICE", "request member-deploy 1h deploying the member service")
+    approve(bot, role_id)
+    key_id = file_request(bot, "U0ALICE", "request member-key 1h reading member payments")
+    approve(bot, key_id)
+    bot.wait_status(role_id, "active")
+    bot.wait_status(key_id, "active")
+    assert [g["Name"] for g in member.kms.list_grants(KeyId=member.key_arn)["Grants"]] == [f"accessbot-{key_id}"]
+
+    # Behind the bot's back: the key's grant revoked in the member account, the role's allow deleted here.
+    for grant in member.kms.list_grants(KeyId=member.key_arn)["Grants"]:
+        member.kms.revoke_grant(KeyId=member.key_arn, GrantId=grant["GrantId"])
+    world.iam.delete_user_policy(UserName="alice", PolicyName=f"accessbot-{role_id}")
+
+    found = reconcile([], database_url, catalog_file)
+    assert found.returncode == 1, found.stdout + found.stderr
+    rows = drift_rows(found.stdout)
+    assert ["missing", "kms_key", "alice", member.key_arn, f"accessbot-{key_id}", f"#{key_id}"] in rows
+    assert any(row[:3] == ["missing", "iam_role", "alice"] and row[-1] == f"#{role_id}" for row in rows), rows
+
+    fixed = reconcile(["--fix"], database_url, catalog_file)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    held = member.kms.list_grants(KeyId=member.key_arn)["Grants"]
+    assert [(g["Name"], g["GranteePrincipal"]) for g in held] == [(f"accessbot-{key_id}", ALICE_ARN)]
+    assert world.iam.list_user_policies(UserName="alice")["PolicyNames"] == [f"accessbot-{role_id}"]
+    assert MEMBER in member.key_arn
