@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
 from botocore.exceptions import NoRegionError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -16,11 +22,13 @@ from bot.aws.granters import (
     RoleGranter,
     SsoGroupGranter,
 )
+from bot.aws.granters.sso import CreationLog
 from bot.aws.identity_center import Center
 from bot.catalog import Catalog, Kind
 from bot.errors import ConfigError
 from bot.store import schema
-from bot.store.db import is_sqlite, make_engine
+from bot.store.creations import StoredCreations
+from bot.store.db import hold_lock, is_sqlite, make_engine
 
 
 def aws_clients() -> AwsClients:
@@ -37,16 +45,28 @@ def identity_center(aws: AwsClients, catalog: Catalog | None) -> Center:
 
 
 def build_granters(
-    aws: AwsClients, center: Center | None = None, *, polling: Polling | None = None
+    aws: AwsClients,
+    center: Center | None = None,
+    *,
+    polling: Polling | None = None,
+    engine: Engine | None = None,
+    margin: timedelta = timedelta(seconds=300),
 ) -> dict[Kind, Granter]:
-    """One granter per kind of access, on the given clients."""
+    """One granter per kind of access, on the given clients (with `engine`: locks and records in the database)."""
     center = center or Center(aws.sso_admin, None)
+    # With a database, a permission set's inline policy is edited under a lock every replica sees, and the
+    # assignment creations the bot asked for are recorded there (an undo awaits each one).
+    lock: Callable[[str], AbstractContextManager[Any]] | None = partial(hold_lock, engine) if engine else None
+    creations: CreationLog | None = StoredCreations(engine) if engine else None
+    sso: dict[str, Any] = {"polling": polling, "margin": margin} | ({"lock": lock} if lock else {})
     return {
         Kind.IAM_GROUP: GroupGranter(aws.iam),
         Kind.IAM_ROLE: RoleGranter(aws.iam),
         Kind.KMS_KEY: KeyGranter(aws.kms),
-        Kind.SSO_PERMISSION_SET: PermissionSetGranter(aws.sso_admin, center, polling=polling),
-        Kind.SSO_GROUP: SsoGroupGranter(aws.identitystore, center),
+        Kind.SSO_PERMISSION_SET: PermissionSetGranter(
+            aws.sso_admin, center, identitystore=aws.identitystore, creations=creations, **sso
+        ),
+        Kind.SSO_GROUP: SsoGroupGranter(aws.identitystore, center, **sso),
     }
 
 
