@@ -37,6 +37,7 @@ import boto3
 from tests.support.chaos_proxy import ChaosProxy, _Handler, identify
 
 ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL_SSO_ADMIN"
+SIGNING_NAMES = ("sso", "sso-admin")  # sso-admin signs its requests as "sso"
 Answer = tuple[int, dict[str, Any]]
 
 
@@ -93,7 +94,7 @@ class SsoModel(ChaosProxy):
     def _serve(self, handler: _Handler, body: bytes) -> None:
         service, operation = identify(dict(handler.headers.items()), body, handler.path)
         handle: Callable[[dict[str, Any]], Answer | None] | None = (
-            getattr(self, f"_op_{operation}", None) if service == "sso-admin" else None
+            getattr(self, f"_op_{operation}", None) if service in SIGNING_NAMES else None
         )
         answer = handle(json.loads(body or b"{}")) if handle else None
         if answer is None:
