@@ -22,6 +22,7 @@ from bot.aws.granters import GrantSpec, PermissionSetGranter, Polling
 from bot.aws.granters.sso import deny as policy
 from bot.catalog import Kind
 from bot.clock import utcnow
+from bot.reconcile import Reconciler
 from bot.store.creations import StoredCreations
 from bot.store.db import hold_lock, session_scope
 from bot.store.models import AccessRequest
@@ -29,6 +30,7 @@ from tests.conftest import Bot, wait_until
 from tests.integration import test_identity_center as identity_center
 from tests.integration.flows import approve, catalog_with, file_request
 from tests.integration.test_identity_center import PROD, SSO_RESOURCES, STAGING, Center
+from tests.support.aws import World
 from tests.support.aws_model.sso import ENDPOINT_VARIABLE, SsoModel
 from tests.support.fake_slack import FakeSlack
 from tests.support.sso_decisions import decision, session
@@ -289,3 +291,28 @@ def test_two_ends_on_one_set_at_once_merge_their_denies(modelled: Bot, model: Ss
     assert sorted(s["Sid"] for s in policy.ours(inline(center))) == ["AccessbotEnd7001", "AccessbotEnd7002"]
     assert inline(center).startswith(ADMIN[: ADMIN.rindex("]")])
     wait_until(lambda: not center.assigned("alice.sso") and not center.assigned("bob@example.com"))
+
+
+def test_reconcile_puts_back_a_deny_that_disappeared_while_owed(
+    modelled: Bot, model: SsoModel, world: World, center: Center
+) -> None:
+    user = center.users["alice.sso"]
+    request_id = file_request(modelled, "U0ALICE", "request prod-admin-sso 2s incident")
+    approve(modelled, request_id)
+    ended = modelled.wait_status(request_id, "expired", timeout=15)
+    center.sso.put_inline_policy_to_permission_set(  # a Terraform apply puts the administrator's version back
+        InstanceArn=center.instance_arn, PermissionSetArn=center.permission_set_arn, InlinePolicy=ADMIN
+    )
+    model.creation_polls = 0  # someone else keeps the set provisioned in PROD, so it can be provisioned there
+    boto3.client("sso-admin", endpoint_url=model.url).create_account_assignment(
+        InstanceArn=center.instance_arn, TargetId=PROD, TargetType="AWS_ACCOUNT",
+        PermissionSetArn=center.permission_set_arn, PrincipalType="USER", PrincipalId=center.users["bob@example.com"],
+    )  # fmt: skip
+    ctx = modelled.runtime.workflow.ctx
+    reconciler = Reconciler(engine=ctx.engine, catalog=ctx.catalog, granters=ctx.granters, iam=world.iam, kms=world.kms)
+    assert reconciler.restore_session_denies() == [request_id]
+    assert [s["Sid"] for s in policy.ours(inline(center))] == [f"AccessbotEnd{request_id}"]
+    in_force = model.in_force(center.permission_set_arn, PROD) or ""
+    assert decision(in_force, session(user, PROD, cutoff_of(ended) - timedelta(seconds=1))) == "Deny"
+    assert decision(in_force, session(user, PROD, cutoff_of(ended))) == "Allow"  # the same cutoff as before
+    assert reconciler.restore_session_denies() == []  # there now: nothing to do

@@ -164,12 +164,16 @@ class PermissionSetGranter:
             raise
         self.denies.lift(arn, [sid_of(spec.request_id)])
 
-    def restore(self, spec: GrantSpec, cutoff: datetime) -> bool:
-        """Put back a deny still owed that disappeared (an IaC apply reverted it); True when it was missing."""
+    def restore(self, spec: GrantSpec, lift_at: datetime) -> bool:
+        """Put back a deny still owed that disappeared (an IaC apply reverted it); True when it was missing.
+
+        Its cutoff is worked back from when it is lifted (cutoff + SessionDuration + margin).
+        """
         arn = self._arn_of(spec)
         sid = sid_of(spec.request_id)
         if self.denies.existing(arn, sid) is not None:
             return False
+        cutoff = lift_at - self.sets.session_length(arn) - self._margin
         name, accounts = split_permission_set_target(spec.target)
         provisioned = set(self.denies.provisioned_in(arn))
         outcome = self.denies.deny(
