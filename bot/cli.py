@@ -79,7 +79,7 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
         print(f"{where}, no problems (AWS not checked)")
         return 0
 
-    from bot.aws.checks import Outcome, caller_account, check_catalog
+    from bot.aws.checks import Outcome, caller_account, caller_principal, check_catalog
     from bot.aws.errors import AwsError
     from bot.wiring import aws_clients
 
@@ -95,6 +95,7 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
         account=account,
         sso_admin=clients.sso_admin,
         identitystore=clients.identitystore,
+        principal=caller_principal(clients.sts),
     )
     for result in results:
         print(result.line)

@@ -16,9 +16,9 @@ _DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?$")
 LONGEST_SESSION = timedelta(hours=12)
 
 
-def session_duration(value: str | None) -> timedelta:
+def session_duration(value: object) -> timedelta:
     """A SessionDuration as a timedelta; 12 hours (AWS's maximum) when unreadable, so a deny never lifts early."""
-    match = _DURATION.match(value or "PT1H")
+    match = _DURATION.match(str(value or "PT1H"))
     if not match or not any(match.groups()):
         return LONGEST_SESSION
     hours, minutes, seconds = (int(g or 0) for g in match.groups())
