@@ -39,6 +39,8 @@ def restore(engine: Engine, catalog: Catalog, granters: Mapping[Kind, Granter], 
             current = queries.lock_request(row.id, session=session)
             if current is None or current.sessions_denied_until is None or current.sessions_denied_until <= now:
                 continue
+            if queries.others_may_hold(current, session=session):
+                continue  # a later grant of the same set lifted it on purpose; its own end will deny again
             try:
                 put_back = granter.restore(grant_spec(current, catalog, now), current.sessions_denied_until)
             except AwsError as exc:

@@ -316,3 +316,26 @@ def test_reconcile_puts_back_a_deny_that_disappeared_while_owed(
     assert decision(in_force, session(user, PROD, cutoff_of(ended) - timedelta(seconds=1))) == "Deny"
     assert decision(in_force, session(user, PROD, cutoff_of(ended))) == "Allow"  # the same cutoff as before
     assert reconciler.restore_session_denies() == []  # there now: nothing to do
+
+
+def test_a_new_grant_right_after_an_end_is_not_cut_by_that_ends_deny(
+    modelled: Bot, model: SsoModel, world: World, center: Center
+) -> None:
+    user = center.users["alice.sso"]
+    first = file_request(modelled, "U0ALICE", "request prod-admin-sso 1h deploy")
+    approve(modelled, first)
+    modelled.wait_status(first, "active")
+    assert modelled.ask("U0ALICE", f"revoke #{first}").startswith("Revoking")
+    ended = modelled.wait_status(first, "revoked")
+    second = file_request(modelled, "U0ALICE", "request prod-admin-sso 1h deploy again")
+    approve(modelled, second)
+    modelled.wait_status(second, "active")
+    now = utcnow()
+    assert now < cutoff_of(ended)  # within the first end's margin: its deny would still cut a new session
+    for account in (PROD, STAGING):
+        in_force = model.in_force(center.permission_set_arn, account) or ""
+        assert decision(in_force, session(user, account, now)) == "Allow"
+    assert policy.ours(inline(center)) == []
+    ctx = modelled.runtime.workflow.ctx
+    reconciler = Reconciler(engine=ctx.engine, catalog=ctx.catalog, granters=ctx.granters, iam=world.iam, kms=world.kms)
+    assert reconciler.restore_session_denies() == []  # lifted on purpose: not put back while she holds it again

@@ -110,3 +110,15 @@ def test_session_durations_are_read_and_an_unreadable_one_counts_as_the_longest(
 def test_the_cutoff_is_the_writing_moment_rounded_up_plus_the_margin() -> None:
     written = datetime(2026, 12, 8, 3, 0, 0, 250_000, tzinfo=UTC)
     assert cutoff_at(written, timedelta(minutes=5)) == datetime(2026, 12, 8, 3, 5, 1, tzinfo=UTC)
+
+
+def test_a_new_grant_narrows_her_earlier_denies_to_the_accounts_it_does_not_grant() -> None:
+    bobs = Deny(sid_of(8), BOB, (PROD,), CUTOFF)
+    both = policy.with_deny(policy.with_deny(ADMIN, DENY), bobs)
+    prod_again = policy.narrowed(both, ALICE, [PROD])
+    assert decision(prod_again, session(ALICE, PROD, CUTOFF - SECOND)) == "Allow"  # her new grant works
+    assert decision(prod_again, session(ALICE, STAGING, CUTOFF - SECOND)) == "Deny"  # still ended there
+    assert decision(prod_again, session(BOB, PROD, CUTOFF - SECOND)) == "Deny"  # nobody else's deny moves
+    everywhere = policy.narrowed(prod_again, ALICE, [PROD, STAGING])
+    assert [s["Sid"] for s in policy.ours(everywhere)] == [bobs.sid]
+    assert policy.narrowed(everywhere, ALICE, [PROD]) == everywhere

@@ -102,6 +102,31 @@ def without(policy: str, sids: Iterable[str]) -> str:
     return "" if _compact(text) == _compact(EMPTY) else text
 
 
+def narrowed(policy: str, user_id: str, accounts: Iterable[str]) -> str:
+    """The policy with the user's denies no longer covering `accounts` (a statement left with none is removed).
+
+    A new grant of the same set in those accounts gives the person their access back, so their sessions
+    from before the earlier end are as good as new ones; its own end will deny every session again.
+    """
+    granted = set(accounts)
+    text = policy
+    for statement in ours(policy):
+        condition = statement.get("Condition", {})
+        if condition.get("StringEquals", {}).get("identitystore:userId") != user_id:
+            continue
+        covered = condition["StringEquals"].get("aws:PrincipalAccount", [])
+        covered = [covered] if isinstance(covered, str) else list(covered)
+        if not granted & set(covered):
+            continue
+        left = tuple(a for a in covered if a not in granted)
+        if not left:
+            text = without(text, [statement["Sid"]])
+            continue
+        cutoff = datetime.fromisoformat(str(condition["DateLessThan"]["aws:TokenIssueTime"]))
+        text = with_deny(text, Deny(str(statement["Sid"]), user_id, left, cutoff))
+    return text
+
+
 def size(policy: str) -> int:
     """The policy's size as IAM counts it against the quota (white space outside strings not counted)."""
     return len(_compact(policy)) if policy.strip() else 0

@@ -79,6 +79,8 @@ class PermissionSetGranter:
         """Assign the permission set in every account at once; undo the rest when any account refuses."""
         arn = self._arn_of(spec)
         user, request = spec.iam_user_arn, spec.request_id
+        # A deny of an earlier end (within its margin, or not yet lifted) would cut this grant's sessions.
+        self.denies.narrow(arn, user, split_permission_set_target(spec.target)[1])
         outcomes = self._each(
             spec, lambda account: attempt(lambda: self.assignments.assign(request, arn, account, user))
         )

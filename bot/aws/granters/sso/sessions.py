@@ -110,6 +110,20 @@ class SessionDenies:
         if outcome.failures:
             raise outcome.failures[0]
 
+    def narrow(self, arn: str, user_id: str, accounts: Sequence[str]) -> None:
+        """Stop the user's earlier denies from covering `accounts` (a new grant there), provisioned where in force."""
+        with self._lock(lock_key(arn)):
+            before = self.current(arn)
+            after = policy.narrowed(before, user_id, accounts)
+            if after == before:
+                return
+            self._write(arn, after)
+            outcome = Provisioned()
+            # Where the set is not provisioned yet, the new assignment provisions its current version.
+            self._provision(arn, sorted(set(self.provisioned_in(arn)) & set(accounts)), outcome)
+        if outcome.failures:
+            raise outcome.failures[0]
+
     def provisioned_in(self, arn: str, *, status: str | None = None) -> list[str]:
         """The accounts the set is provisioned in (ListAccountsForProvisionedPermissionSet), by status when given."""
         args: dict[str, Any] = {"InstanceArn": self._center.instance().arn, "PermissionSetArn": arn}
