@@ -339,3 +339,31 @@ def test_a_new_grant_right_after_an_end_is_not_cut_by_that_ends_deny(
     ctx = modelled.runtime.workflow.ctx
     reconciler = Reconciler(engine=ctx.engine, catalog=ctx.catalog, granters=ctx.granters, iam=world.iam, kms=world.kms)
     assert reconciler.restore_session_denies() == []  # lifted on purpose: not put back while she holds it again
+
+
+def test_without_the_right_to_write_the_deny_the_access_still_ends_and_the_fix_is_alerted(
+    modelled: Bot, model: SsoModel, slack: FakeSlack, center: Center
+) -> None:
+    model.add_rule("PutInlinePolicyToPermissionSet", "error", code="AccessDeniedException", status=400)
+    request_id = file_request(modelled, "U0ALICE", "request prod-admin-sso 1s incident")
+    approve(modelled, request_id)
+    modelled.wait_status(request_id, "expired", timeout=15)
+    alert = slack.wait_for(
+        "chat.postMessage", lambda c: c.args.get("channel") == "C0APPROVALS" and "may not edit" in c.text()
+    )
+    assert "ProdAdmin" in alert.text() and "docs/iam-policy.json" in alert.text()
+    assert center.assigned("alice.sso") == set() and inline(center) == ADMIN
+
+
+def test_a_group_end_the_bot_cannot_map_still_removes_the_membership_and_alerts(
+    modelled: Bot, model: SsoModel, slack: FakeSlack, center: Center
+) -> None:
+    model.add_rule("ListAccountAssignmentsForPrincipal", "error", code="AccessDeniedException", status=400)
+    request_id = file_request(modelled, "U0ALICE", "request oncall-sso 1s paged")
+    approve(modelled, request_id)
+    ended = modelled.wait_status(request_id, "expired", timeout=15)
+    assert not center.member("alice.sso") and ended.sessions_denied_until is None
+    alert = slack.wait_for(
+        "chat.postMessage", lambda c: c.args.get("channel") == "C0APPROVALS" and "could not list" in c.text()
+    )
+    assert "oncall-responders" in alert.text() and "delegated administrator" in alert.text()

@@ -164,10 +164,21 @@ class SsoGroupGranter:
     def _deny_sessions(self, spec: GrantSpec) -> tuple[datetime | None, list[str]]:
         group = spec.target_arn or self.group_id(spec.target)
         user, sid = spec.iam_user_arn, sid_of(spec.request_id)
-        other = held_other_ways(self.assignments, self._store, self._center, user, direct=True, skip_group=group)
+        try:
+            reach = self.reach(group)
+            other = held_other_ways(self.assignments, self._store, self._center, user, direct=True, skip_group=group)
+        except AwsError as exc:
+            if exc.transient:
+                raise
+            # The end comes first: the membership still goes, and a person hears that sessions may survive.
+            return None, [
+                f"the bot could not list what the group {spec.target} gives ({exc}), so the person's open "
+                "sessions of its permission sets survive up to their SessionDuration; fix: run the bot in the "
+                "management account or a delegated administrator, with sso:ListAccountAssignmentsForPrincipal"
+            ]
         cutoff = cutoff_at(self._clock(), self._margin)
         longest, warnings = timedelta(0), []
-        for arn, accounts in self.reach(group).items():
+        for arn, accounts in reach.items():
             deny_in = tuple(a for a in accounts if (arn, a) not in other)
             if not deny_in:
                 continue

@@ -190,7 +190,14 @@ class PermissionSetGranter:
     def _held_other_ways(self, user_id: str) -> set[tuple[str, str]]:
         if self._store is None:
             return set()
-        return held_other_ways(self.assignments, self._store, self._center, user_id, direct=False)
+        try:
+            return held_other_ways(self.assignments, self._store, self._center, user_id, direct=False)
+        except AwsError as exc:
+            if exc.transient:
+                raise
+            # Not allowed to look (ListAccountAssignmentsForPrincipal needs the management account or a
+            # delegated administrator): deny everywhere granted, erring towards ending sessions.
+            return set()
 
     def _arn_of(self, spec: GrantSpec) -> str:
         return spec.target_arn or self.permission_set_arn(split_permission_set_target(spec.target)[0])

@@ -28,6 +28,7 @@ from bot.aws.granters.sso.polling import Polling, attempt, await_status, each_of
 from bot.aws.identity_center import Center
 
 Lock = Callable[[str], AbstractContextManager[Any]]
+DENIED = frozenset({"AccessDenied", "AccessDeniedException"})
 _local: dict[str, threading.Lock] = {}
 _guard = threading.Lock()
 
@@ -81,12 +82,18 @@ class SessionDenies:
         the set's latest version): the deny still goes, and a warning says what else went out.
         """
         with self._lock(lock_key(arn)):
-            before = self.current(arn)
-            after = policy.with_deny(before, deny)
-            if policy.size(after) > policy.INLINE_QUOTA:
-                return Provisioned(written=False, warnings=[quota_warning(name, policy.size(after))])
-            if after != before:
-                self._write(arn, after)
+            try:
+                before = self.current(arn)
+                after = policy.with_deny(before, deny)
+                if policy.size(after) > policy.INLINE_QUOTA:
+                    return Provisioned(written=False, warnings=[quota_warning(name, policy.size(after))])
+                if after != before:
+                    self._write(arn, after)
+            except AwsError as exc:
+                if exc.code not in DENIED:
+                    raise
+                # Retrying cannot help until someone changes the bot's rights, and the access must still end.
+                return Provisioned(written=False, warnings=[rights_warning(name, exc)])
             outcome = Provisioned()
             stale = sorted(set(self._not_latest(arn)) & set(provision))
             if stale:
@@ -184,6 +191,15 @@ class SessionDenies:
             account,
         )
         return account
+
+
+def rights_warning(name: str, exc: AwsError) -> str:
+    """What to tell when the bot may not read or write the set's inline policy."""
+    return (
+        f"the bot may not edit the inline policy of the permission set {name} ({exc}), so the person's open "
+        "sessions survive up to the set's SessionDuration; fix: give the bot the IdentityCenterSessionDeny "
+        "statements of docs/iam-policy.json for this set (check-config checks them)"
+    )
 
 
 def quota_warning(name: str, size: int) -> str:
