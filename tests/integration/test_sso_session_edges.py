@@ -19,7 +19,7 @@ from bot.store.db import _lock_id, hold_lock
 from tests.conftest import Bot, wait_until
 from tests.integration import sso_setup
 from tests.integration.flows import approve, file_request
-from tests.integration.sso_setup import ADMIN, cutoff_of, inline
+from tests.integration.sso_setup import ADMIN, cutoff_of, inline, sent
 from tests.integration.test_identity_center import PROD, STAGING, Center
 from tests.support.aws_model.sso import SsoModel
 from tests.support.fake_slack import FakeSlack
@@ -176,3 +176,19 @@ def test_the_per_set_lock_is_held_across_replicas(modelled: Bot, model: SsoModel
         other_replica.close()
     assert not end.is_alive() and model.count("PutInlinePolicyToPermissionSet") == 1
     assert [s["Sid"] for s in policy.ours(inline(center))] == ["AccessbotEnd7101"]
+
+
+def test_the_undo_of_a_partly_failed_grant_denies_sessions_before_removing_what_was_assigned(
+    modelled: Bot, model: SsoModel, center: Center
+) -> None:
+    model.fail_creation[STAGING] = "Account 222222222222 is suspended"
+    user = center.users["alice.sso"]
+    request_id = file_request(modelled, "U0ALICE", "request prod-admin-sso 1h deploy")
+    approve(modelled, request_id)
+    failed = modelled.wait_status(request_id, "failed", timeout=15)
+    assert failed.last_error is not None and "is suspended" in failed.last_error
+    assert center.assigned("alice.sso") == set()
+    steps = sent(model, PROD, center.permission_set_arn)
+    assert [what for what, _ in steps] == ["provisioned", "unassigned"]
+    assert decision(steps[0][1], session(user, PROD, utcnow())) == "Deny"  # a session opened meanwhile is cut
+    wait_until(lambda: (r := modelled.request(request_id)) is not None and r.sessions_denied_until is not None)

@@ -62,6 +62,7 @@ class SsoModel(ChaosProxy):
         self.provision_polls = provision_polls
         self.hold_creations = False
         self.fail_provisioning: dict[str, str] = {}  # account -> FailureReason
+        self.fail_creation: dict[str, str] = {}  # account -> FailureReason
         self.events: list[tuple[str, str, str, str]] = []  # (what, permission set ARN, account, detail)
         self._moto = boto3.client("sso-admin", endpoint_url=upstream, region_name="us-east-1")
         self._creations: dict[str, _Request] = {}
@@ -130,6 +131,9 @@ class SsoModel(ChaosProxy):
 
     def _finish_creation(self, request: _Request) -> None:
         params = request.params
+        if params["TargetId"] in self.fail_creation:
+            request.status, request.reason = "FAILED", self.fail_creation[params["TargetId"]]
+            return
         self._moto.create_account_assignment(**params)
         key = (params["PermissionSetArn"], params["TargetId"])
         # The first assignment of a set in an account provisions the set's current version there.

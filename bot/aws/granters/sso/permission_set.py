@@ -7,6 +7,7 @@ account. At the end the person's open sessions are denied first (sessions.py), t
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from bot.aws.granters.sso.polling import Polling, attempt, each_of
 from bot.aws.granters.sso.sessions import Lock, SessionDenies, local_lock
 from bot.aws.identity_center import Center
 from bot.catalog import split_permission_set_target
+from bot.catalog.models import ACCOUNTS_SEPARATOR
 from bot.clock import utcnow
 
 DEFAULT_MARGIN = timedelta(seconds=300)
@@ -89,10 +91,13 @@ class PermissionSetGranter:
         if not refused:
             return None
         created = [a for a, o in zip(accounts, outcomes, strict=True) if o is True]
-        undo = each_of(
-            self._polling, created, lambda account: attempt(lambda: self.assignments.unassign(arn, account, user))
-        )
-        kept = [a for a, o in zip(created, undo, strict=True) if isinstance(o, AwsError)]
+        kept: list[str] = []
+        if created:
+            # An undo is an end like any other: sessions opened meanwhile are denied before the assignments go.
+            try:
+                self.revoke(replace(spec, target=f"{permission_set}{ACCOUNTS_SEPARATOR}{','.join(created)}"), None)
+            except AwsError:
+                kept = created  # the request's own undo (the workflow's) finishes it, owed
         words = "; ".join(f"in {account}: {error}" for account, error in refused)
         after = f" The assignments made in {', '.join(created)} were undone." if created and not kept else ""
         if kept:
@@ -119,7 +124,7 @@ class PermissionSetGranter:
             raise
         name, accounts = split_permission_set_target(spec.target)
         user = spec.iam_user_arn
-        self.assignments.settle(spec.request_id)
+        self.assignments.settle(spec.request_id, set(accounts))
         held = [
             a
             for a, h in zip(accounts, self._each(spec, lambda a: self.assignments.assigned(arn, a, user)), strict=True)
