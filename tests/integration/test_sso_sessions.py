@@ -11,12 +11,13 @@ import json
 from datetime import timedelta
 
 import boto3
+from sqlmodel import select
 
 from bot.aws.granters.sso import deny as policy
 from bot.clock import utcnow
 from bot.reconcile import Reconciler
 from bot.store.db import session_scope
-from bot.store.models import AccessRequest
+from bot.store.models import AccessRequest, AuditEvent
 from tests.conftest import Bot, wait_until
 from tests.integration import sso_setup
 from tests.integration.flows import approve, file_request
@@ -52,6 +53,9 @@ def test_an_end_denies_her_open_sessions_in_each_granted_account_before_its_assi
     assert now.startswith(ADMIN[: ADMIN.rindex("]")])  # the administrator's bytes, then the bot's statement
     assert [s["Sid"] for s in policy.ours(now)] == [f"AccessbotEnd{request_id}"]
     assert model.count("ProvisionPermissionSet") == 2  # one per granted account, never every account
+    with session_scope(modelled.runtime.workflow.engine) as db:  # recorded with the end itself: no alert
+        alerts = db.exec(select(AuditEvent).where(AuditEvent.request_id == request_id, AuditEvent.action == "alert"))
+        assert alerts.all() == []
 
 
 def test_the_deny_is_lifted_after_the_session_duration_and_provisioned_again(

@@ -82,6 +82,8 @@ class SessionDenies:
         the set's latest version): the deny still goes, and a warning says what else went out.
         """
         with self._lock(lock_key(arn)):
+            # Read before the bot's own write, which would make every account look behind.
+            stale = sorted(set(self._not_latest(arn)) & set(provision))
             try:
                 before = self.current(arn)
                 after = policy.with_deny(before, deny)
@@ -95,11 +97,11 @@ class SessionDenies:
                 # Retrying cannot help until someone changes the bot's rights, and the access must still end.
                 return Provisioned(written=False, warnings=[rights_warning(name, exc)])
             outcome = Provisioned()
-            stale = sorted(set(self._not_latest(arn)) & set(provision))
             if stale:
                 outcome.warnings.append(
-                    f"the permission set {name} had changes not yet provisioned in {', '.join(stale)}; ending "
-                    "sessions provisioned them too (check that the set's administrator meant them to go out)"
+                    f"the permission set {name} had changes not yet provisioned in {', '.join(stale)} (an "
+                    "administrator's, or an earlier end's still owed); ending sessions provisioned them too "
+                    "(check that the set's administrator meant them to go out)"
                 )
             self._provision(arn, provision, outcome)
             return outcome
