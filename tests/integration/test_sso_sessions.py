@@ -29,6 +29,7 @@ from tests.support.fake_slack import FakeSlack
 from tests.support.sso_decisions import decision, session
 
 center, model, modelled = sso_setup.center, sso_setup.model, sso_setup.modelled
+ELSEWHERE = "333333333333"
 
 
 def test_an_end_denies_her_open_sessions_in_each_granted_account_before_its_assignment_goes(
@@ -62,11 +63,12 @@ def test_the_deny_is_lifted_after_the_session_duration_and_provisioned_again(
     modelled: Bot, model: SsoModel, center: Center
 ) -> None:
     model.creation_polls = 0
-    bob = center.users["bob@example.com"]  # keeps ProdAdmin in PROD, so the set stays provisioned there
-    boto3.client("sso-admin", endpoint_url=model.url).create_account_assignment(
-        InstanceArn=center.instance_arn, TargetId=PROD, TargetType="AWS_ACCOUNT",
-        PermissionSetArn=center.permission_set_arn, PrincipalType="USER", PrincipalId=bob,
-    )  # fmt: skip
+    bob = center.users["bob@example.com"]  # keeps ProdAdmin in PROD (and elsewhere): it stays provisioned there
+    for account in (PROD, ELSEWHERE):
+        boto3.client("sso-admin", endpoint_url=model.url).create_account_assignment(
+            InstanceArn=center.instance_arn, TargetId=account, TargetType="AWS_ACCOUNT",
+            PermissionSetArn=center.permission_set_arn, PrincipalType="USER", PrincipalId=bob,
+        )  # fmt: skip
     request_id = file_request(modelled, "U0ALICE", "request prod-admin-sso 2s incident")
     approve(modelled, request_id)
     modelled.wait_status(request_id, "expired", timeout=15)
@@ -78,6 +80,7 @@ def test_the_deny_is_lifted_after_the_session_duration_and_provisioned_again(
     wait_until(lambda: (r := modelled.request(request_id)) is not None and r.sessions_denied_until is None, timeout=15)
     assert inline(center) == ADMIN  # every byte of the administrator's, nothing of the bot's
     assert model.in_force(center.permission_set_arn, PROD) == ADMIN
+    assert sent(model, ELSEWHERE, center.permission_set_arn) == []  # never provisioned beyond the deny's accounts
 
 
 def test_a_provisioning_failure_in_one_account_keeps_that_end_owed_alerted_and_finished_later(

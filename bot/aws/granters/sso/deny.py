@@ -102,6 +102,12 @@ def without(policy: str, sids: Iterable[str]) -> str:
     return "" if _compact(text) == _compact(EMPTY) else text
 
 
+def accounts_of(statement: dict[str, Any]) -> list[str]:
+    """The accounts a statement of the bot's names in aws:PrincipalAccount."""
+    covered = statement.get("Condition", {}).get("StringEquals", {}).get("aws:PrincipalAccount", [])
+    return [covered] if isinstance(covered, str) else [str(a) for a in covered]
+
+
 def narrowed(policy: str, user_id: str, accounts: Iterable[str]) -> str:
     """The policy with the user's denies no longer covering `accounts` (a statement left with none is removed).
 
@@ -114,8 +120,7 @@ def narrowed(policy: str, user_id: str, accounts: Iterable[str]) -> str:
         condition = statement.get("Condition", {})
         if condition.get("StringEquals", {}).get("identitystore:userId") != user_id:
             continue
-        covered = condition["StringEquals"].get("aws:PrincipalAccount", [])
-        covered = [covered] if isinstance(covered, str) else list(covered)
+        covered = accounts_of(statement)
         if not granted & set(covered):
             continue
         left = tuple(a for a in covered if a not in granted)

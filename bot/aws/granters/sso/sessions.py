@@ -107,15 +107,17 @@ class SessionDenies:
             return outcome
 
     def lift(self, arn: str, sids: Sequence[str]) -> None:
-        """Remove the bot's statements of these Sids and provision the set where it is provisioned."""
+        """Remove the bot's statements of these Sids; provision the set again in their accounts where it is."""
         with self._lock(lock_key(arn)):
             before = self.current(arn)
             after = policy.without(before, sids)
             if after == before:
                 return  # lifted before (or never written): nothing to provision
+            covered = {a for s in policy.ours(before) if s.get("Sid") in set(sids) for a in policy.accounts_of(s)}
             self._write(arn, after)
             outcome = Provisioned()
-            self._provision(arn, self.provisioned_in(arn), outcome)
+            # Only the deny's own accounts: provisioning elsewhere would push changes that are not the bot's.
+            self._provision(arn, sorted(covered & set(self.provisioned_in(arn))), outcome)
         if outcome.failures:
             raise outcome.failures[0]
 
