@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from bot.aws.errors import AwsError
-from bot.aws.granters import Granter, PermissionSetGranter
+from bot.aws.granters import Granter, PermissionSetGranter, SsoGroupGranter
 from bot.catalog import Catalog, Kind
 from bot.domain.audit import AuditAction
 from bot.store import queries
@@ -25,15 +25,15 @@ log = logging.getLogger(__name__)
 
 
 def restore(engine: Engine, catalog: Catalog, granters: Mapping[Kind, Granter], now: datetime) -> list[int]:
-    """Put back every owed permission-set session deny AWS no longer holds; the requests whose deny was put back."""
-    granter = granters.get(Kind.SSO_PERMISSION_SET)
-    if not isinstance(granter, PermissionSetGranter):
-        return []
+    """Put back every owed Identity Center session deny AWS no longer holds; the requests whose deny was put back."""
     with session_scope(engine) as session:
         owed = queries.session_denies_owed(now, session=session)
     restored: list[int] = []
     for row in owed:
         assert row.id is not None and row.sessions_denied_until is not None
+        granter = granters.get(Kind(row.kind))
+        if not isinstance(granter, PermissionSetGranter | SsoGroupGranter):
+            continue
         # Under the request's lock, so that the lift (the same lock) never runs between the check and the write.
         with hold_lock(engine, f"request:{row.id}"), session_scope(engine) as session:
             current = queries.lock_request(row.id, session=session)

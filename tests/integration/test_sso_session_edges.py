@@ -14,6 +14,7 @@ from bot.aws.granters.sso import deny as policy
 from bot.aws.granters.sso.sessions import lock_key
 from bot.catalog import Kind
 from bot.clock import utcnow
+from bot.reconcile import Reconciler
 from bot.store.creations import StoredCreations
 from bot.store.db import _lock_id, hold_lock
 from tests.conftest import Bot, wait_until
@@ -21,6 +22,7 @@ from tests.integration import sso_setup
 from tests.integration.flows import approve, file_request
 from tests.integration.sso_setup import ADMIN, cutoff_of, inline, sent
 from tests.integration.test_identity_center import PROD, STAGING, Center
+from tests.support.aws import World
 from tests.support.aws_model.sso import SsoModel
 from tests.support.fake_slack import FakeSlack
 from tests.support.sso_decisions import decision, session
@@ -192,3 +194,27 @@ def test_the_undo_of_a_partly_failed_grant_denies_sessions_before_removing_what_
     assert [what for what, _ in steps] == ["provisioned", "unassigned"]
     assert decision(steps[0][1], session(user, PROD, utcnow())) == "Deny"  # a session opened meanwhile is cut
     wait_until(lambda: (r := modelled.request(request_id)) is not None and r.sessions_denied_until is not None)
+
+
+def test_reconcile_puts_back_a_group_ends_deny_that_disappeared(
+    modelled: Bot, model: SsoModel, world: World, center: Center
+) -> None:
+    model.creation_polls = 0
+    boto3.client("sso-admin", endpoint_url=model.url).create_account_assignment(
+        InstanceArn=center.instance_arn, TargetId=PROD, TargetType="AWS_ACCOUNT",
+        PermissionSetArn=center.permission_set_arn, PrincipalType="GROUP", PrincipalId=center.group_id,
+    )  # fmt: skip
+    request_id = file_request(modelled, "U0ALICE", "request oncall-sso 2s paged")
+    approve(modelled, request_id)
+    ended = modelled.wait_status(request_id, "expired", timeout=15)
+    center.sso.put_inline_policy_to_permission_set(  # an apply puts the administrator's version back
+        InstanceArn=center.instance_arn, PermissionSetArn=center.permission_set_arn, InlinePolicy=ADMIN
+    )
+    ctx = modelled.runtime.workflow.ctx
+    reconciler = Reconciler(engine=ctx.engine, catalog=ctx.catalog, granters=ctx.granters, iam=world.iam, kms=world.kms)
+    assert reconciler.restore_session_denies() == [request_id]
+    in_force = model.in_force(center.permission_set_arn, PROD) or ""
+    user = center.users["alice.sso"]
+    assert decision(in_force, session(user, PROD, cutoff_of(ended) - timedelta(seconds=1))) == "Deny"
+    assert decision(in_force, session(user, PROD, cutoff_of(ended))) == "Allow"
+    assert reconciler.restore_session_denies() == []

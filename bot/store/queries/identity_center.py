@@ -55,11 +55,11 @@ def bot_sso_additions(*, session: Session) -> list[Added]:
 
 
 def session_denies_owed(now: datetime, *, session: Session) -> list[AccessRequest]:
-    """Ended permission-set grants whose session deny is still owed (not yet lifted) at `now`."""
+    """Ended Identity Center grants whose session deny is still owed (not yet lifted) at `now`."""
     return list(
         session.exec(
             select(AccessRequest)
-            .where(AccessRequest.kind == "sso_permission_set")
+            .where(col(AccessRequest.kind).in_(SSO_KINDS))
             .where(col(AccessRequest.ended_at).is_not(None))
             .where(col(AccessRequest.sessions_denied_until) > now)
             .order_by(col(AccessRequest.id))

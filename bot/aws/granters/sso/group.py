@@ -193,6 +193,32 @@ class SsoGroupGranter:
             longest = max(longest, self.sets.session_length(arn))
         return (cutoff + longest + self._margin if longest else None), warnings
 
+    def restore(self, spec: GrantSpec, lift_at: datetime) -> bool:
+        """Put back the deny on each set the group gives where it disappeared while owed; True when any was missing.
+
+        The sets are those the group gives now (what it gave at the end is not kept), less those the person
+        holds another way; the cutoff is worked back from the lift (cutoff + the longest SessionDuration + margin).
+        """
+        group = spec.target_arn or self.group_id(spec.target)
+        user, sid = spec.iam_user_arn, sid_of(spec.request_id)
+        reach = self.reach(group)
+        other = held_other_ways(self.assignments, self._store, self._center, user, direct=True, skip_group=group)
+        longest = max((self.sets.session_length(arn) for arn in reach), default=timedelta(0))
+        cutoff, put_back = lift_at - longest - self._margin, False
+        for arn, accounts in reach.items():
+            deny_in = tuple(a for a in accounts if (arn, a) not in other)
+            if not deny_in or self.denies.existing(arn, sid) is not None:
+                continue
+            provisioned = set(self.denies.provisioned_in(arn))
+            name = str(self.sets.describe(arn).get("Name", arn))
+            outcome = self.denies.deny(
+                arn, name, Deny(sid, user, deny_in, cutoff), [a for a in deny_in if a in provisioned]
+            )
+            if outcome.failures:
+                raise outcome.failures[0]
+            put_back = True
+        return put_back
+
     def lift(self, spec: GrantSpec) -> None:
         """Remove the request's session deny from every permission set that holds it."""
         sid = sid_of(spec.request_id)
