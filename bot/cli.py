@@ -97,7 +97,7 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
         return 0
 
     from bot.aws.account_checks import check_accounts
-    from bot.aws.checks import Outcome, caller_account, check_catalog
+    from bot.aws.checks import Outcome, caller_account, caller_principal, check_catalog
     from bot.aws.errors import AwsError
     from bot.wiring import aws_clients
 
@@ -114,6 +114,7 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
         sso_admin=clients.sso_admin,
         identitystore=clients.identitystore,
         members=clients.members,
+        principal=caller_principal(clients.sts),
     )
     results += activity_checks(settings)
     for result in results:

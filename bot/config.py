@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     accessbot_lease_seconds: float = Field(default=8.0, ge=1, le=3600)
     # How often the scheduler compares the database with AWS and alerts on drift; 0 turns it off.
     accessbot_reconcile_seconds: float = Field(default=3600.0, ge=0, le=7 * 86400)
+    # How long AWS may take to apply a policy change everywhere (IAM User Guide, "Changes that I make are not
+    # always immediately visible"): a session deny's cutoff is the end plus this, and it is lifted this late.
+    accessbot_iam_propagation_seconds: float = Field(default=300.0, ge=0, le=86400)
     port: int = Field(default=3000, ge=0, le=65535)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"

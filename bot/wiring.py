@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import NoRegionError
@@ -21,11 +24,13 @@ from bot.aws.granters import (
     RoleGranter,
     SsoGroupGranter,
 )
+from bot.aws.granters.sso import CreationLog
 from bot.aws.identity_center import Center
 from bot.catalog import Catalog, Kind, MemberAccount
 from bot.errors import ConfigError
 from bot.store import schema
-from bot.store.db import is_sqlite, make_engine
+from bot.store.creations import StoredCreations
+from bot.store.db import hold_lock, is_sqlite, make_engine
 
 
 def aws_clients(catalog: Catalog | None = None) -> AwsClients:
@@ -52,16 +57,28 @@ def identity_center(aws: AwsClients, catalog: Catalog | None) -> Center:
 
 
 def build_granters(
-    aws: AwsClients, center: Center | None = None, *, polling: Polling | None = None
+    aws: AwsClients,
+    center: Center | None = None,
+    *,
+    polling: Polling | None = None,
+    engine: Engine | None = None,
+    margin: timedelta = timedelta(seconds=300),
 ) -> dict[Kind, Granter]:
-    """One granter per kind of access, on the given clients."""
+    """One granter per kind of access, on the given clients (with `engine`: locks and records in the database)."""
     center = center or Center(aws.sso_admin, None)
+    # With a database, a permission set's inline policy is edited under a lock every replica sees, and the
+    # assignment creations the bot asked for are recorded there (an undo awaits each one).
+    lock: Callable[[str], AbstractContextManager[Any]] | None = partial(hold_lock, engine) if engine else None
+    creations: CreationLog | None = StoredCreations(engine) if engine else None
+    sso: dict[str, Any] = {"polling": polling, "margin": margin} | ({"lock": lock} if lock else {})
     return {
         Kind.IAM_GROUP: GroupGranter(aws.iam),
         Kind.IAM_ROLE: RoleGranter(aws.iam, iam_in=aws.members.iam_in if aws.members else None),
         Kind.KMS_KEY: KeyGranter(aws.kms),
-        Kind.SSO_PERMISSION_SET: PermissionSetGranter(aws.sso_admin, center, polling=polling),
-        Kind.SSO_GROUP: SsoGroupGranter(aws.identitystore, center),
+        Kind.SSO_PERMISSION_SET: PermissionSetGranter(
+            aws.sso_admin, center, identitystore=aws.identitystore, creations=creations, **sso
+        ),
+        Kind.SSO_GROUP: SsoGroupGranter(aws.identitystore, center, **sso),
     }
 
 

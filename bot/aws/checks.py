@@ -10,6 +10,7 @@ from bot.aws.errors import AwsError, aws_call
 from bot.aws.granters import KeyGranter, PermissionSetGranter, SsoGroupGranter, account_of, role_name
 from bot.aws.identity_center import Center, StoreUsers
 from bot.aws.rights import group_warning, role_warnings
+from bot.aws.sso_checks import principal_of, session_notes
 from bot.aws.trust import source_identity_problem, source_identity_warning, trust_problem
 from bot.catalog import (
     Catalog,
@@ -51,6 +52,15 @@ def caller_account(sts: Any) -> str:
         return str(sts.get_caller_identity()["Account"])
 
 
+def caller_principal(sts: Any) -> str | None:
+    """The IAM principal of the bot's own credentials (a role for an assumed-role session), or None."""
+    try:
+        with aws_call("sts:GetCallerIdentity"):
+            return principal_of(str(sts.get_caller_identity()["Arn"]))
+    except AwsError:
+        return None
+
+
 def check_catalog(
     catalog: Catalog,
     *,
@@ -60,6 +70,7 @@ def check_catalog(
     sso_admin: Any = None,
     identitystore: Any = None,
     members: Any = None,
+    principal: str | None = None,
 ) -> list[Check]:
     """Check every resource and every static identity of the catalog, in catalog order.
 
@@ -93,6 +104,8 @@ def check_catalog(
             problem, skipped = key_problem(kms, resource.key_id), None
         results.append(_result(name, what, problem, skipped))
         results += [Check(name, what, Outcome.WARNING, warning) for warning in warnings]
+        if isinstance(resource, PermissionSetResource | SsoGroupResource) and center is not None and not problem:
+            results += _session_checks(name, what, center, identitystore, iam, principal, resource)
     for slack_user, iam_user in catalog.identity.static.items():
         if uses_iam or not uses_sso:
             results.append(
@@ -102,6 +115,27 @@ def check_catalog(
             problem = store_user_problem(center, identitystore, iam_user)
             results.append(_result(f"identity.static.{slack_user}", f"Identity Center user {iam_user}", problem))
     return results
+
+
+def _session_checks(
+    name: str,
+    what: str,
+    center: Center,
+    identitystore: Any,
+    iam: Any,
+    principal: str | None,
+    resource: PermissionSetResource | SsoGroupResource,
+) -> list[Check]:
+    """The sessions lines of an Identity Center resource: warnings, problems with the bot's rights, a reach note."""
+    try:
+        warnings, problems, note = session_notes(center, identitystore, iam, principal, resource)
+    except AwsError as exc:
+        return [Check(name, f"{what} sessions", Outcome.PROBLEM, str(exc))]
+    lines = [Check(name, f"{what} sessions", Outcome.WARNING, w) for w in warnings]
+    lines += [Check(name, f"{what} sessions", Outcome.PROBLEM, p) for p in problems]
+    if note:
+        lines.append(Check(name, f"{what} sessions", Outcome.OK, note))
+    return lines
 
 
 def instance_problem(center: Center | None) -> str | None:

@@ -204,6 +204,9 @@ class PermissionSetResource(ResourceBase):
     kind: Literal[Kind.SSO_PERMISSION_SET]
     permission_set: str = Field(pattern=PERMISSION_SET)
     accounts: tuple[AccountId, ...] = Field(min_length=1, max_length=50)
+    # At every end, a deny of the person's open sessions in the set's inline policy (false: they survive
+    # up to the set's SessionDuration).
+    end_sessions: bool = True
 
     @model_validator(mode="after")
     def _distinct_accounts(self) -> PermissionSetResource:
@@ -226,6 +229,8 @@ class SsoGroupResource(ResourceBase):
 
     kind: Literal[Kind.SSO_GROUP]
     group: str = Field(min_length=1, max_length=1024)
+    # At every end, the same session deny on each permission set the group is assigned.
+    end_sessions: bool = True
 
     @property
     def target(self) -> str:

@@ -1,83 +1,42 @@
-"""The demo's world (moto seeded with users, a group, a role and a key) and the story played in it."""
+"""The story the demo plays in its world: the real app, a stand-in for Slack, moto as AWS."""
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
-import boto3
-
+from bot.clock import utcnow
 from bot.config import Settings
 from bot.demo import activity, member
 from bot.demo.standin import Person, Workspace, reply_of
+from bot.demo.world import (
+    ALICE,
+    APPROVALS,
+    BOB,
+    CAROL,
+    CATALOG,
+    CHANNELS,
+    DAVE,
+    GENERAL,
+    GRANT,
+    PEOPLE,
+    Aws,
+    offline_aws,
+    seed,
+)
 from bot.runtime import Runtime
 from bot.store import queries
 from bot.store.db import session_scope
 from bot.testing.fake_slack import Call
 from bot.testing.signing import SlackSender
 from bot.workflow import Tuning
-
-ACCOUNT = "123456789012"  # moto's default account
-GRANT = "5s"
-ALICE = Person("U0ALICE", "alice", "alice@example.com")
-BOB = Person("U0BOB", "bob", "bob@example.com")
-CAROL = Person("U0CAROL", "carol", "carol@example.com")
-DAVE = Person("U0DAVE", "dave", "dave@example.com")
-PEOPLE = [ALICE, BOB, CAROL, DAVE]
-APPROVALS, GENERAL = "C0APPROVALS", "C0GENERAL"
-SSO_ACCOUNTS = ("111111111111", "222222222222")
-CHANNELS = {APPROVALS: "access-approvals", GENERAL: "general"}
-
-CATALOG = (
-    f"""
-defaults:
-  approval_channel: {APPROVALS}
-  min_duration: 1s
-  default_duration: 1h
-  max_duration: 8h
-identity:
-  strategy: email_tag   # the IAM user whose tag `email` is the Slack profile email
-  tag_key: email
-approver_groups:
-  platform: [{BOB.user_id}, {CAROL.user_id}]
-resources:
-  deploy-admins:
-    kind: iam_group
-    group_name: deploy-admins
-    description: Deploy to production
-    approvers: [platform]
-  prod-readonly:
-    kind: iam_role
-    role_arn: arn:aws:iam::{ACCOUNT}:role/prod-readonly
-    description: Read-only access to production
-    approvers: [platform]
-    reason_pattern: 'INC-[0-9]+'   # the reason must name the incident; the approvers get a link to it
-    ticket_url: https://tickets.example.com/browse/{{ticket}}
-  payments-key:
-    kind: kms_key
-    key_id: alias/payments
-    operations: [Decrypt, GenerateDataKey]
-    description: Decrypt payment records
-    approvers: [{CAROL.user_id}]
-  prod-admin-sso:
-    kind: sso_permission_set   # IAM Identity Center: the Identity Store user with alice's email
-    permission_set: ProdAdmin
-    accounts: ["{SSO_ACCOUNTS[0]}", "{SSO_ACCOUNTS[1]}"]
-    description: Administrator in both production accounts
-    approvers: [platform]
-"""
-    + member.CATALOG
-)
 
 
 class DemoFailed(Exception):
@@ -90,126 +49,6 @@ class Filed:
 
     message: Call
     request_id: int
-
-
-@dataclass(frozen=True)
-class Aws:
-    """boto3 clients on the in-process moto server, and what the story looks at."""
-
-    iam: Any
-    kms: Any
-    key_id: str
-    sso: Any = None
-    instance_arn: str = ""
-    permission_set_arn: str = ""
-    member_iam: Any = None  # IAM in the second account
-
-    def state(self, kind: str) -> list[str]:
-        """What AWS says right now about one kind of access, as lines for people."""
-        if kind == "member_role":
-            return member.state(self.member_iam)
-        if kind == "sso_permission_set":
-            found = []
-            for account in SSO_ACCOUNTS:
-                listed = self.sso.list_account_assignments(
-                    InstanceArn=self.instance_arn, AccountId=account, PermissionSetArn=self.permission_set_arn
-                )["AccountAssignments"]
-                found += [f"{account} for user {a['PrincipalId'][:8]}…" for a in listed]
-            return [f"[AWS] Identity Center permission set ProdAdmin — assignments: {'; '.join(found) or '(none)'}"]
-        if kind == "iam_group":
-            names = sorted(u["UserName"] for u in self.iam.get_group(GroupName="deploy-admins")["Users"])
-            return [f"[AWS] IAM group deploy-admins — members: {', '.join(names) or '(none)'}"]
-        if kind == "iam_role":
-            policies = self.iam.list_user_policies(UserName=ALICE.name)["PolicyNames"]
-            lines = [f"[AWS] IAM user alice — inline policies: {', '.join(policies) or '(none)'}"]
-            for name in policies:
-                document = self.iam.get_user_policy(UserName=ALICE.name, PolicyName=name)["PolicyDocument"]
-                document = json.loads(document) if isinstance(document, str) else document
-                lines += ["      " + line for line in json.dumps(document, indent=2).splitlines()]
-            return lines
-        grants = self.kms.list_grants(KeyId=self.key_id)["Grants"]
-        shown = [
-            f"{g.get('Name')} for {g['GranteePrincipal'].split(':')[-1]} ({', '.join(g['Operations'])})" for g in grants
-        ]
-        return [f"[AWS] KMS key alias/payments — grants: {'; '.join(shown) or '(none)'}"]
-
-    def granted(self, kind: str) -> bool:
-        """Whether alice holds this kind of access in AWS now."""
-        return "(none)" not in self.state(kind)[0]
-
-
-def seed() -> Aws:
-    """IAM users tagged with their Slack emails, a group, a role, and a KMS key with an alias."""
-    iam, kms = boto3.client("iam"), boto3.client("kms")
-    for person in PEOPLE:
-        iam.create_user(UserName=person.name, Tags=[{"Key": "email", "Value": person.email}])
-    iam.create_group(GroupName="deploy-admins")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
-                # SetSourceIdentity: role grants require it, so that sessions can be ended with the grant.
-                "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
-                # Each IAM user can only name itself as the source identity (check-config warns without it).
-                "Condition": {"StringEquals": {"sts:SourceIdentity": "${aws:username}"}},
-            }
-        ],
-    }
-    iam.create_role(RoleName="prod-readonly", AssumeRolePolicyDocument=json.dumps(trust))
-    key = kms.create_key(Description="payments")["KeyMetadata"]
-    kms.create_alias(AliasName="alias/payments", TargetKeyId=key["KeyId"])
-    # IAM Identity Center (moto has one instance): a permission set, and alice in the identity store by email.
-    sso, store = boto3.client("sso-admin"), boto3.client("identitystore")
-    instance = sso.list_instances()["Instances"][0]
-    permission_set = sso.create_permission_set(
-        InstanceArn=instance["InstanceArn"], Name="ProdAdmin", SessionDuration="PT1H"
-    )["PermissionSet"]
-    store.create_user(
-        IdentityStoreId=instance["IdentityStoreId"],
-        UserName=ALICE.name,
-        DisplayName=ALICE.name,
-        Name={"GivenName": ALICE.name, "FamilyName": "Example"},
-        Emails=[{"Value": ALICE.email, "Type": "work", "Primary": True}],
-    )
-    return Aws(
-        iam=iam,
-        kms=kms,
-        key_id=str(key["KeyId"]),
-        sso=sso,
-        instance_arn=str(instance["InstanceArn"]),
-        permission_set_arn=str(permission_set["PermissionSetArn"]),
-        member_iam=member.seed(),
-    )
-
-
-@contextmanager
-def offline_aws(scratch: Path) -> Iterator[str]:
-    """An in-process moto server on 127.0.0.1, with boto3 pointed at it through the environment only."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    with mock.patch.dict(os.environ):
-        # Nothing from the user's own AWS or proxy set-up may leak in: everything here is loopback.
-        for name in [n for n in os.environ if n.startswith("AWS_") or n.lower().endswith("_proxy")]:
-            del os.environ[name]
-        os.environ.update(
-            AWS_ENDPOINT_URL=url,
-            AWS_ACCESS_KEY_ID="demo",
-            AWS_SECRET_ACCESS_KEY="demo",
-            AWS_REGION="us-east-1",
-            AWS_DEFAULT_REGION="us-east-1",
-            AWS_CONFIG_FILE=str(scratch / "no-aws-config"),
-            AWS_SHARED_CREDENTIALS_FILE=str(scratch / "no-aws-credentials"),
-        )
-        try:
-            yield url
-        finally:
-            server.stop()
 
 
 def play(out: Callable[[str], None] = print) -> None:
@@ -263,7 +102,7 @@ class Story:
             "Bob and Carol approve access. Every grant below lasts " + GRANT + "."
         )
         self.step("What AWS looks like before anyone asks")
-        self.show_aws("iam_group", "iam_role", "kms_key", "sso_permission_set", "member_role")
+        self.show_aws("iam_group", "iam_role", "kms_key", "sso_permission_set", "sso_sessions", "member_role")
 
         self.step(f"Alice asks to join the IAM group deploy-admins for {GRANT}")
         group = self.command(ALICE, f"request deploy-admins {GRANT} ship the checkout hotfix")
@@ -327,6 +166,17 @@ class Story:
         self.step("What was deploy-admins used for? The bot reads CloudTrail and answers in the approval thread")
         activity.await_report(self.runtime, group_id, DemoFailed)
         self.settle()
+
+        self.step("Alice's Identity Center sessions opened before the end are cut, in the two accounts only")
+        self.out(
+            "  (AWS does not end a permission set's open sessions with its assignment; the bot wrote a deny on her\n"
+            "  identitystore:userId for sessions issued before the end plus the propagation margin, and provisioned\n"
+            "  it into both accounts before deleting the assignments; the administrator's statement is untouched)"
+        )
+        self.show_aws("sso_sessions", expect=True)
+        self.step("After ProdAdmin's session duration plus the margin, the deny is lifted (fast-forwarded here)")
+        self.lift_now(sso_id)
+        self.show_aws("sso_sessions", expect=False)
 
     # -- the moves -----------------------------------------------------------------------------
 
@@ -437,6 +287,26 @@ class Story:
             f"  #{request_id} {row.resource}: active from {began:%H:%M:%S}, due to end {due:%H:%M:%S}, "
             f"taken away {lag:.2f}s later"
         )
+
+    def lift_now(self, request_id: int) -> None:
+        """Bring the request's deny lift forward to now (instead of an hour later) and wait for the bot to do it."""
+        with session_scope(self.runtime.workflow.engine) as session:
+            row = queries.get_request(request_id, session=session)
+            if row is None or row.sessions_denied_until is None:
+                raise DemoFailed(f"request #{request_id} owes no session deny")
+            self.out(f"  (due at {row.sessions_denied_until.astimezone():%H:%M:%S}; the demo moves it to now)")
+            row.sessions_denied_until = row.next_due_at = utcnow()
+            session.add(row)
+        self.runtime.workflow.on_due(utcnow())
+        deadline = time.monotonic() + 15
+        while True:
+            with session_scope(self.runtime.workflow.engine) as session:
+                row = queries.get_request(request_id, session=session)
+                if row is not None and row.sessions_denied_until is None:
+                    return
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"the session deny of #{request_id} was not lifted")
+            time.sleep(0.05)
 
     def show_aws(self, *kinds: str, expect: bool | None = None) -> None:
         """Print AWS's own view; when `expect` is given, fail unless the grant is there (or gone)."""

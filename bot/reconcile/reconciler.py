@@ -14,7 +14,7 @@ from bot.aws.granters import Granter
 from bot.catalog import Catalog, Kind
 from bot.clock import utcnow
 from bot.domain.audit import AuditAction
-from bot.reconcile import snapshot
+from bot.reconcile import session_denies, snapshot
 from bot.reconcile.drift import compare
 from bot.reconcile.repair import Repairer
 from bot.reconcile.report import MAX_ALERT_LINES, Report, alerts
@@ -63,7 +63,8 @@ class Reconciler:
         return Report(checked=len(database.owed), drift=tuple(compare(database, aws, self.catalog)))
 
     def fix(self, report: Report) -> Report:
-        """Re-apply missing grants and remove orphans; audit each repair."""
+        """Re-apply missing grants and remove orphans; audit each repair (and put back owed session denies)."""
+        self.restore_session_denies()
         return self._repairer.fix(report)
 
     def _revoke_lingering(self, report: Report) -> Report:
@@ -81,6 +82,10 @@ class Reconciler:
         done = {id(f.drift) for f in fixes if f.done}
         return replace(report, drift=tuple(d for d in report.drift if id(d) not in done))  # the rest alerts
 
+    def restore_session_denies(self) -> list[int]:
+        """Put back every Identity Center session deny still owed that disappeared; the requests concerned."""
+        return session_denies.restore(self.engine, self.catalog, self._granters, self._clock())
+
     def scheduled(self, alerter: Alerter, *, interval: float) -> Report | None:
         """The scheduler's periodic check: one replica per interval runs it and alerts on drift."""
         now = self._clock()
@@ -89,6 +94,7 @@ class Reconciler:
             if last is not None and now - last < timedelta(seconds=interval * 0.9):
                 return None  # another replica ran it recently
             queries.record_audit(session=session, actor=SYSTEM, action=RUN_ACTION, at=now)
+        self.restore_session_denies()  # owed work, not drift to report: done at every run
         report = self._revoke_lingering(self.check())
         if not report.unresolved:
             return report

@@ -275,6 +275,8 @@ def acknowledgement_nag_text(request: AccessRequest) -> str:
 
 def alert_text(request: AccessRequest, alert: Alert, *, attempts: int, error: str) -> str:
     """An alert about owed AWS work that keeps failing."""
+    if alert is Alert.SESSIONS_AT_RISK:
+        return f"#{request.id} ended, but {error}"
     what = "Lifting the session deny of" if alert is Alert.LIFT_FAILING else "Revoking"
     return f"{what} #{request.id} failed {attempts} times: {error}"
 

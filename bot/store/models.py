@@ -177,3 +177,22 @@ class SlackPost(SQLModel, table=True):
     given_up_at: datetime | None = None
     # When an operator sent it again after it was given up: its give-up bound counts from then.
     requeued_at: datetime | None = None
+
+
+class AssignmentCreation(SQLModel, table=True):
+    """An Identity Center account assignment creation the bot asked for, by AWS's request ID.
+
+    Creation is asynchronous and may finish after the bot stopped waiting; an undo waits for each recorded
+    request's final status before it decides what is in the account (see bot.aws.granters.sso.assignments).
+    """
+
+    __tablename__ = "sso_assignment_creations"
+    __table_args__ = (UniqueConstraint("request_id", "account", "creation_id", name="ux_sso_assignment_creation"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # No foreign key on purpose: recording runs while the caller may hold the request's row lock (a
+    # reconcile re-apply), and a foreign key's KEY SHARE lock on that row would wait for it forever.
+    request_id: int = Field(index=True)
+    account: str = Field(max_length=12)
+    creation_id: str = Field(max_length=100)
+    created_at: datetime = Field(default_factory=utcnow)

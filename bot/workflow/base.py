@@ -30,6 +30,7 @@ class Alert(StrEnum):
 
     REVOKE_FAILING = "revoke_failing"
     LIFT_FAILING = "lift_failing"
+    SESSIONS_AT_RISK = "sessions_at_risk"  # an end succeeded, but something about its session deny needs a person
 
 
 class Notifier(Protocol):
@@ -139,6 +140,8 @@ def grant_spec(request: AccessRequest, catalog: Catalog, now: datetime) -> Grant
         require_mfa=bool(item and item.require_mfa),
         operations=item.operations if isinstance(item, KeyResource) else (),
         target_arn=request.target_arn,
+        # A resource may opt out of ending open sessions (check-config warns how long they then survive).
+        end_sessions=bool(getattr(item, "end_sessions", True)),
     )
 
 

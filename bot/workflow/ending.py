@@ -59,7 +59,7 @@ class Ends:
             # Read under the lock: a revoke recorded while AWS was being asked wins over the expiry.
             end_status = Status(row.end_status or Status.EXPIRED)
             self.ctx.move(session, row, end_status, row.ended_by or SYSTEM, now, attempts=row.attempts, **_noted(ended))
-            self.ended(row, ended, now)
+            self.ended(row, ended, now, session)
             owe_activity_report(session, request_id, now)  # made after CloudTrail's delay (bot/activity)
             # Only an early revoke tells why; an expiry needs no read for it.
             revoked = end_status is Status.REVOKED
@@ -87,7 +87,7 @@ class Ends:
                 attempts=row.attempts,
                 **_noted(ended),
             )
-            self.ended(row, ended, now)
+            self.ended(row, ended, now, session)
         self.ctx.notify_due(row)
 
     def lift(self, request: AccessRequest) -> None:
@@ -117,7 +117,8 @@ class Ends:
         try:
             if kept and granter.shared:
                 return Ended(note="another grant of the same access keeps it")
-            return granter.revoke(replace(self.ctx.spec(request), end_sessions=not kept), request.grant_ref)
+            spec = self.ctx.spec(request)
+            return granter.revoke(replace(spec, end_sessions=spec.end_sessions and not kept), request.grant_ref)
         except AwsError as exc:
             undo = request.status == Status.FAILED  # removing what a failed grant applied
             self.aws_failed(request.id, exc, AuditAction.UNDO_FAILED if undo else AuditAction.REVOKE_FAILED)
@@ -129,12 +130,19 @@ class Ends:
             return False
         return queries.other_holders(request, session=session) > 0
 
-    def ended(self, row: AccessRequest, ended: Ended, now: Any) -> None:
+    def ended(self, row: AccessRequest, ended: Ended, now: Any, session: Session) -> None:
         """AWS accepted the removal: nothing is held any more (a session deny may still be owed its lifting)."""
         row.ended_at = now
         row.retry_at = None
         row.sessions_denied_until = ended.lift_at
         self.ctx.reschedule(row)
+        if ended.warning:  # e.g. the deny did not fit the permission set's policy: a person must act
+            assert row.id is not None
+            queries.record_audit(
+                session=session, actor=SYSTEM, action=AuditAction.ALERT, request_id=row.id, at=now, error=ended.warning
+            )
+            self.ctx.alert(row, Alert.SESSIONS_AT_RISK, attempts=row.attempts, error=ended.warning, session=session)
+            log.error("ending #%s: %s", row.id, ended.warning, extra={"request_id": row.id})
 
     def tell_ended(self, session: Session, row: AccessRequest, end_status: Status, reason: str | None) -> None:
         """Owe the news of an end in the transaction that records it (an early revoke: on the approval message too)."""

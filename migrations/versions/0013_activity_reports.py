@@ -1,7 +1,7 @@
 """activity_reports and cloudtrail_pace: every grant's activity report, and LookupEvents' shared pace
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0012
 Create Date: 2026-12-08 03:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision: str = "0013"
-down_revision: str | None = "0010"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

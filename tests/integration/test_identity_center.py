@@ -191,7 +191,11 @@ def test_one_account_refusing_undoes_the_other_and_fails_with_aws_words(
     def refuse_staging(body: dict[str, Any]) -> dict[str, Any] | None:
         if body["TargetId"] != STAGING:
             return None
-        return {"Status": "FAILED", "RequestId": "r-staging", "FailureReason": "Account 222222222222 is suspended"}
+        return {
+            "Status": "FAILED",
+            "RequestId": "5f7c1b0e-0000-4000-8000-00000000a001",
+            "FailureReason": "Account 222222222222 is suspended",
+        }
 
     with answer_creation(sso_bot, refuse_staging):
         request_id = file_request(sso_bot, "U0ALICE", "request prod-admin-sso 1h deploy")

@@ -37,6 +37,8 @@ class Ended:
 
     lift_at: datetime | None = None
     note: str = ""
+    # Something a person must hear about although the end succeeded (e.g. sessions that could not be cut).
+    warning: str = ""
 
 
 class Granter(Protocol):

@@ -15,7 +15,7 @@ from bot.store.queries.holding import (
     other_holders,
     others_may_hold,
 )
-from bot.store.queries.identity_center import Added, bot_sso_additions
+from bot.store.queries.identity_center import Added, bot_sso_additions, session_denies_owed
 from bot.store.queries.outbox import (
     approvals_given_up,
     claim_posts,
@@ -93,5 +93,6 @@ __all__ = [
     "requests_of",
     "requeue_posts",
     "revoke_reason",
+    "session_denies_owed",
     "waits_behind",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -51,3 +52,16 @@ def bot_sso_additions(*, session: Session) -> list[Added]:
         if row is not None:
             found.append(Added(int(last), str(k), str(u), row.iam_user_arn, str(t)))
     return found
+
+
+def session_denies_owed(now: datetime, *, session: Session) -> list[AccessRequest]:
+    """Ended Identity Center grants whose session deny is still owed (not yet lifted) at `now`."""
+    return list(
+        session.exec(
+            select(AccessRequest)
+            .where(col(AccessRequest.kind).in_(SSO_KINDS))
+            .where(col(AccessRequest.ended_at).is_not(None))
+            .where(col(AccessRequest.sessions_denied_until) > now)
+            .order_by(col(AccessRequest.id))
+        ).all()
+    )
