@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
+from typing import Any
 
 from sqlalchemy import event as orm_events
 from sqlmodel import Session
@@ -36,6 +37,7 @@ class Post:
     event: str
     text: str
     mentions: tuple[str, ...] = ()
+    buttons: tuple[tuple[str, str], ...] = ()  # (label, action_id) of each button the post carries
 
 
 class FakeNotifier:
@@ -57,10 +59,21 @@ class FakeNotifier:
 
     def approval(self, request_id: int) -> str:
         """What the request's approval message says now (its latest post or update)."""
-        shown = [p.text for p in self._all() if p.kind in ("approval", "update") and p.request_id == request_id]
+        return self.approval_now(request_id).text
+
+    def approval_now(self, request_id: int) -> Post:
+        """The request's approval message as it stands now (its latest post or update), buttons included."""
+        shown = [p for p in self._all() if p.kind in ("approval", "update") and p.request_id == request_id]
         if not shown:
             raise AssertionError(f"request #{request_id} has no approval message")
         return shown[-1]
+
+    def last_dm(self, user: str) -> Post:
+        """The latest direct message to `user`, buttons included."""
+        found = [p for p in self._all() if p.kind == "dm" and p.to == user]
+        if not found:
+            raise AssertionError(f"{user} got no direct message")
+        return found[-1]
 
     def approval_posts(self, request_id: int) -> list[Post]:
         """Every approval message posted for the request (one per decision: the request, each extension)."""
@@ -78,18 +91,21 @@ class FakeNotifier:
 
     def request_filed(self, request: AccessRequest, *, session: Session | None = None) -> None:
         """Post the approval message."""
-        self._owe(session, "approval", request.approval_channel, request, "filed", self._drawn(request, session))
+        text, buttons = self._drawn(request, session)
+        self._owe(session, "approval", request.approval_channel, request, "filed", text, buttons=buttons)
 
     def request_changed(self, request: AccessRequest, *, session: Session | None = None) -> None:
         """Update the approval message in place."""
-        self._owe(session, "update", request.approval_channel, request, request.status, self._drawn(request, session))
+        text, buttons = self._drawn(request, session)
+        self._owe(session, "update", request.approval_channel, request, request.status, text, buttons=buttons)
 
     def tell_requester(
         self, request: AccessRequest, event: str, note: str | None = None, *, session: Session | None = None
     ) -> None:
         """DM the requester, and a copy to whoever filed it for them."""
         text = messages.requester_text(request, event, note)
-        self._owe(session, "dm", request.requester_id, request, event, text)
+        buttons = _buttons(messages.requester_blocks(request, event) or [])
+        self._owe(session, "dm", request.requester_id, request, event, text, buttons=buttons)
         if request.filed_by:
             self._owe(session, "dm", request.filed_by, request, event, messages.filer_copy(request, text))
 
@@ -146,9 +162,10 @@ class FakeNotifier:
             return list(self.posts)
 
     @staticmethod
-    def _drawn(request: AccessRequest, session: Session | None) -> str:
-        votes = queries.open_votes(request, session=session) if session is not None else []
-        return messages.approval_text(request, list(votes))
+    def _drawn(request: AccessRequest, session: Session | None) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """The approval message as the outbox draws it: its text, and its buttons."""
+        votes = list(queries.open_votes(request, session=session)) if session is not None else []
+        return messages.approval_text(request, votes), _buttons(messages.approval_blocks(request, votes))
 
     def _owe(
         self,
@@ -159,8 +176,10 @@ class FakeNotifier:
         event: str,
         text: str,
         mentions: tuple[str, ...] = (),
+        *,
+        buttons: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        post = Post(kind, to or "", request.id, str(event), text, mentions)
+        post = Post(kind, to or "", request.id, str(event), text, mentions, buttons)
         if session is None:
             self._keep([post])
             return
@@ -174,6 +193,17 @@ class FakeNotifier:
     def _keep(self, posts: Iterable[Post]) -> None:
         with self._lock:
             self.posts.extend(posts)
+
+
+def _buttons(blocks: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """(label, action_id) of every button in Block Kit blocks."""
+    return tuple(
+        (str(e["text"]["text"]), str(e["action_id"]))
+        for block in blocks
+        if block.get("type") == "actions"
+        for e in block.get("elements", [])
+        if e.get("type") == "button"
+    )
 
 
 def _about(post: Post, request_id: int | None) -> bool:

@@ -49,6 +49,8 @@ def test_votes(bot: InProcess, case: Votes) -> None:
         bot.vote(request_id, approver, approve=approve, comment=None if approve else "not during the audit")
     assert bot.status(request_id) == case.status
     assert case.approval in bot.notifier.approval(request_id)
+    labels = [label for label, _action in bot.notifier.approval_now(request_id).buttons]
+    assert labels == (["Approve", "Deny"] if case.status == "pending" else [])
     assert bot.notifier.told("U0ALICE", request_id) == list(case.told)
     target = bot.row(request_id).target
     assert bot.granter(bot.row(request_id).kind).has(bot.row(request_id).iam_user, target) == (case.status == "active")
@@ -138,6 +140,7 @@ def test_cancel_a_pending_request(bot: InProcess) -> None:
     bot.workflow.cancel(request_id=request_id, actor="U0ALICE")
     assert bot.status(request_id) == "cancelled"
     assert "Cancelled by <@U0ALICE>" in bot.notifier.approval(request_id)
+    assert bot.notifier.approval_now(request_id).buttons == ()
     with pytest.raises(UserError, match="is cancelled, so it cannot be cancelled now"):
         bot.workflow.cancel(request_id=request_id, actor="U0ALICE")
 

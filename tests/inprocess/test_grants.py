@@ -143,6 +143,17 @@ def test_a_process_dying_mid_grant_leaves_it_to_the_sweep(bot: InProcess, when: 
     assert bot.status(request_id) == "expired" and not granter.has("alice", "deploy-admins")
 
 
+def test_an_approval_whose_process_stopped_before_granting_is_granted_by_the_sweep(bot: InProcess) -> None:
+    request_id = bot.file("U0ALICE", "deploy-admins")
+    bot.workflow.decide(request_id=request_id, actor="U0BOB", approve=True)  # the process stops right after
+    assert bot.status(request_id) == "approved" and bot.granter("iam_group").calls == []
+    bot.restart()
+    bot.advance(LEASE - timedelta(seconds=1))
+    assert bot.status(request_id) == "approved", "the approving process's claim holds for its lease"
+    bot.advance(timedelta(seconds=1))
+    assert bot.status(request_id) == "active" and bot.granter("iam_group").has("alice", "deploy-admins")
+
+
 def test_a_revoke_asked_while_the_grant_is_in_flight_ends_it_once_aws_has_it(bot: InProcess) -> None:
     granter = bot.granter("iam_role")
     request_id = bot.file("U0ALICE", "prod-readonly")

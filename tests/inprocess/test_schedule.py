@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.errors import UserError
+from bot.slack.messages import ACTION_ACK, ACTION_EXTEND, ACTION_REVOKE
 from bot.testing.inprocess import InProcess
 from tests.inprocess.conftest import CATALOG
 
@@ -43,6 +44,7 @@ def test_reminders_then_escalation_then_timeout(bot: InProcess) -> None:
     bot.advance(SECOND)
     assert bot.status(request_id) == "timed_out"
     assert "Timed out" in bot.notifier.approval(request_id)
+    assert bot.notifier.approval_now(request_id).buttons == ()
     assert bot.notifier.told("U0ALICE", request_id) == ["filed", "timed_out"]
     bot.advance(timedelta(hours=5))
     assert len(thread("reminder")) == 2 and len(thread("escalated")) == 1
@@ -72,6 +74,7 @@ def test_the_expiring_soon_warning_comes_warn_before_the_end(bot: InProcess) -> 
     row = bot.row(request_id)
     assert bot.notifier.told("U0ALICE")[-1] == "expiring" and row.warned_at == bot.clock.now()
     assert "ends at" in bot.notifier.dms("U0ALICE")[-1] and "Extend it" in bot.notifier.dms("U0ALICE")[-1]
+    assert [action for _label, action in bot.notifier.last_dm("U0ALICE").buttons] == [ACTION_EXTEND, ACTION_REVOKE]
     bot.advance(timedelta(minutes=10))
     assert bot.notifier.told("U0ALICE").count("expiring") == 1 and bot.status(request_id) == "expired"
 
@@ -89,6 +92,7 @@ def test_break_glass_is_active_at_once_and_nagged_until_acknowledged(bot: InProc
     request_id = bot.file("U0ALICE", "auditors", "2h", "prod database is down", break_glass=True)
     assert bot.status(request_id) == "active" and bot.granter("iam_group").has("alice", "auditors")
     assert "Needs acknowledgement" in bot.notifier.approval(request_id)
+    assert bot.notifier.approval_now(request_id).buttons == (("Acknowledge", ACTION_ACK),)
 
     def nags() -> int:
         return len([p for p in bot.notifier.thread(request_id) if p.event == "nag"])
@@ -105,6 +109,7 @@ def test_break_glass_is_active_at_once_and_nagged_until_acknowledged(bot: InProc
         bot.workflow.acknowledge(request_id=request_id, actor="U0ALICE")
     bot.workflow.acknowledge(request_id=request_id, actor="U0OSCAR")
     assert "Acknowledged by <@U0OSCAR>" in bot.notifier.approval(request_id)
+    assert bot.notifier.approval_now(request_id).buttons == ()
     assert bot.actions(request_id)[:2] == ["submitted", "approved"] and "acknowledged" in bot.actions(request_id)
     bot.advance(timedelta(minutes=59))
     assert nags() == 2 and bot.status(request_id) == "active"
