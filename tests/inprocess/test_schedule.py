@@ -101,6 +101,7 @@ def test_break_glass_is_active_at_once_and_nagged_until_acknowledged(bot: InProc
     assert nags() == 0
     bot.advance(SECOND)
     assert nags() == 1
+    assert f"Break-glass request #{request_id} is still not acknowledged" in bot.notifier.thread(request_id)[-1].text
     bot.advance(timedelta(minutes=30))
     assert nags() == 2
     with pytest.raises(UserError, match="Only the approvers of auditors can acknowledge"):
