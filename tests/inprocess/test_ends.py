@@ -122,3 +122,16 @@ def test_a_role_end_denies_old_sessions_and_lifts_the_deny_once_they_have_expire
     assert role.denies == {} and bot.actions(request_id)[-1] == "sessions_deny_lifted"
     assert bot.row(request_id).sessions_denied_until is None
     assert bot.workflow.next_due_at() is None
+
+
+def test_ended_at_is_the_moment_aws_accepted_the_revoke(bot: InProcess) -> None:
+    request_id = granted(bot, "prod-readonly", "1h")
+    role = bot.granter("iam_role")
+    role.before("revoke", lambda _spec: bot.clock.advance(timedelta(seconds=40)))  # AWS is slow to answer
+    bot.advance(timedelta(hours=1))
+    ended = bot.row(request_id)
+    assert ended.expires_at is not None and ended.revoke_started_at == ended.expires_at
+    assert ended.ended_at == ended.expires_at + timedelta(seconds=40)
+    assert bot.audit(request_id)[-1].action == "expired" and bot.audit(request_id)[-1].created_at == ended.ended_at
+    # The session deny covers sessions issued up to the end as AWS saw it, and is kept 12 hours from then.
+    assert ended.sessions_denied_until == ended.ended_at + timedelta(hours=12)
