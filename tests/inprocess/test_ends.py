@@ -8,8 +8,14 @@ from datetime import timedelta
 import pytest
 
 from bot.aws.errors import AwsError
+from bot.aws.granters import GrantSpec
 from bot.errors import UserError
+from bot.testing.granter import ProcessDied
 from bot.testing.inprocess import InProcess
+
+
+def die(_spec: GrantSpec) -> None:
+    raise ProcessDied
 
 
 def granted(bot: InProcess, resource: str = "deploy-admins", duration: str = "1h", user: str = "U0ALICE") -> int:
@@ -135,3 +141,21 @@ def test_ended_at_is_the_moment_aws_accepted_the_revoke(bot: InProcess) -> None:
     assert bot.audit(request_id)[-1].action == "expired" and bot.audit(request_id)[-1].created_at == ended.ended_at
     # The session deny covers sessions issued up to the end as AWS saw it, and is kept 12 hours from then.
     assert ended.sessions_denied_until == ended.ended_at + timedelta(hours=12)
+
+
+@pytest.mark.parametrize("when", ["before", "after"], ids=["dies before AWS acts", "dies after AWS answered"])
+def test_a_process_dying_mid_revoke_leaves_the_end_owed_and_it_is_done_once(bot: InProcess, when: str) -> None:
+    request_id = granted(bot, duration="30m")
+    group = bot.granter("iam_group")
+    getattr(group, when)("revoke", die)
+    with pytest.raises(ProcessDied):
+        bot.advance(timedelta(minutes=30))
+    crashed = bot.row(request_id)
+    assert crashed.status == "active" and crashed.revoke_started_at is not None  # the intent, committed first
+    assert group.has("alice", "deploy-admins") == (when == "before")
+    bot.restart()
+    bot.advance(timedelta(seconds=8))  # the dead process's lease
+    row = bot.row(request_id)
+    assert row.status == "expired" and not group.has("alice", "deploy-admins")
+    assert [m[1] for m in bot.moves(request_id)].count("expired") == 1
+    assert bot.notifier.told("U0ALICE", request_id).count("ended") == 1
