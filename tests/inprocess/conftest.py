@@ -40,6 +40,12 @@ resources:
     role_arn: arn:aws:iam::123456789012:role/prod-readonly
     approvers: [platform]
     max_duration: 4h
+  quick-role:
+    kind: iam_role
+    role_arn: arn:aws:iam::123456789012:role/prod-readonly
+    approvers: [platform]
+    auto_approve: {max_duration: 1h}
+    auto_approve_limit: 10
   payments-key:
     kind: kms_key
     key_id: alias/payments

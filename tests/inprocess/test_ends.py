@@ -159,3 +159,48 @@ def test_a_process_dying_mid_revoke_leaves_the_end_owed_and_it_is_done_once(bot:
     assert row.status == "expired" and not group.has("alice", "deploy-admins")
     assert [m[1] for m in bot.moves(request_id)].count("expired") == 1
     assert bot.notifier.told("U0ALICE", request_id).count("ended") == 1
+
+
+def test_an_early_revoke_recorded_by_a_process_that_died_is_finished_by_the_sweep(bot: InProcess) -> None:
+    request_id = granted(bot, "prod-readonly", "4h")
+    # The revoke is recorded, and the process that recorded it never gets to run the end (it died).
+    bot.workflow.revoke_early(request_id=request_id, actor="U0ALICE")
+    bot.restart()
+    bot.advance(timedelta(seconds=7))
+    assert bot.status(request_id) == "active", "the dead process's claim holds for its lease"
+    bot.advance(timedelta(seconds=1))
+    ended = bot.row(request_id)
+    assert ended.status == "revoked" and ended.ended_by == "U0ALICE"
+    assert bot.granter("iam_role").objects == {}
+
+
+def test_a_revoke_recorded_while_the_expiry_is_applied_keeps_its_reason(bot: InProcess) -> None:
+    request_id = granted(bot, "prod-readonly", "1h")
+    bot.granter("iam_role").before(
+        "revoke",  # the expiry's revoke is on its way to AWS when an operator revokes
+        lambda _spec: bot.workflow.revoke_early(
+            request_id=request_id, actor="cli:sec", reason="laptop stolen", operator=True
+        ),
+    )
+    bot.advance(timedelta(hours=1))
+    ended = bot.row(request_id)
+    assert ended.status == "revoked" and ended.ended_by == "cli:sec"
+    assert "laptop stolen" in bot.notifier.dms("U0ALICE")[-1]
+    assert bot.granter("iam_role").called("revoke") == [request_id]
+
+
+def test_an_extension_applied_while_the_expiry_was_due_is_not_revoked(bot: InProcess) -> None:
+    request_id = bot.file("U0ALICE", "quick-role", "10m", "quick look")
+    assert bot.status(request_id) == "active"
+    role = bot.granter("iam_role")
+    expires = bot.row(request_id).expires_at
+    assert expires is not None
+    # The auto-approved extension's policy rewrite is slow: the expiry falls due while AWS is answering.
+    role.before("grant", lambda _spec: bot.clock.set(expires + timedelta(seconds=1)))
+    bot.clock.advance(timedelta(minutes=5))
+    bot.extend(request_id, "U0ALICE", "30m")
+    bot.sweep()
+    extended = bot.row(request_id)
+    assert extended.status == "active" and extended.extensions_used == 1
+    assert extended.expires_at == expires + timedelta(minutes=30) and extended.expires_at > bot.clock.now()
+    assert role.called("revoke") == [] and role.objects[f"accessbot-{request_id}"].expires_at == extended.expires_at
