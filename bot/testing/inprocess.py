@@ -75,8 +75,8 @@ class InProcess:
         self.directory = FakeDirectory(groups)
         self.identity = FakeIdentity(iam_users(users), mfa=mfa)
         self.tuning = tuning
+        self._replicas: list[Workflow] = []
         self.workflow = self.replica(owner)
-        self._replicas = [self.workflow]
 
     def replica(self, owner: str) -> Workflow:
         """Another process's workflow on the same database, AWS, Slack and clock (a restart, or a replica)."""
@@ -92,13 +92,13 @@ class InProcess:
             clock=self.clock,
             tuning=self.tuning,
         )
-        if hasattr(self, "_replicas"):
-            self._replicas.append(workflow)
+        self._replicas.append(workflow)
         return workflow
 
-    def restart(self, owner: str = "replica-2") -> Workflow:
+    def restart(self, owner: str | None = None) -> Workflow:
         """The process died: from now on a new one (another owner, nothing in memory) does the work."""
-        self.workflow = self.replica(owner)
+        self.workflow.close()  # a dead process renews no lease
+        self.workflow = self.replica(owner or f"replica-{len(self._replicas) + 1}")
         return self.workflow
 
     def close(self) -> None:
