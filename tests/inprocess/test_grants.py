@@ -176,3 +176,22 @@ def test_a_revoke_before_anything_was_applied_touches_no_aws(bot: InProcess) -> 
     assert granter.calls == []
     bot.advance(timedelta(hours=2))
     assert granter.calls == [] and bot.status(request_id) == "revoked"
+
+
+def test_a_grant_that_outlasts_its_claim_is_not_applied_twice_and_leaves_nothing_behind(bot: InProcess) -> None:
+    """CreateGrant hangs past the claim's lease: another replica's sweep may claim the row, but not the grant."""
+    key = bot.granter("kms_key")
+    other = bot.replica("replica-2")
+
+    def hangs_past_the_lease(_spec: GrantSpec) -> None:
+        bot.clock.advance(LEASE * 3)
+        # It claims the row (the lease ran out) and finds the request's lock held: it backs off.
+        assert other.run_due() == 1
+
+    key.before("grant", hangs_past_the_lease)
+    request_id = bot.file("U0ALICE", "payments-key", "10m", "decrypting")
+    bot.approve(request_id, "U0DAVE", "U0ERIN")
+    assert bot.status(request_id) == "active" and key.called("grant") == [request_id]
+    bot.advance(timedelta(minutes=10))
+    assert bot.status(request_id) == "expired" and key.objects == {}
+    assert key.called("grant") == [request_id] and key.called("revoke") == [request_id]

@@ -299,7 +299,9 @@ def test_a_deleted_alias_does_not_pass_for_a_revoked_grant(bot: Bot, world: Worl
     assert ended.grant_ref == active.grant_ref and ended.attempts == 0
 
 
-@pytest.mark.both_databases
+# On SQLite (one process: the request's lock is a thread lock): tests/inprocess/test_grants.py. Here
+# PostgreSQL's advisory lock and a real sweep taking the claim over.
+@pytest.mark.postgres
 def test_a_grant_that_outlasts_its_claim_leaves_no_kms_grant_behind(bot: Bot, world: World) -> None:
     """CreateGrant hangs past the claim's lease (5 s here), so the sweep may take the activation over."""
     calls: list[float] = []
