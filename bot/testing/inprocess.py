@@ -92,6 +92,9 @@ class InProcess:
             clock=self.clock,
             tuning=self.tuning,
         )
+        # The claim heartbeat renews leases from a thread on real time: here leases run out only when the
+        # test moves the clock (`workflow.ctx.claims.beat()` renews them), and no thread runs.
+        workflow.ctx.claims.stop()
         self._replicas.append(workflow)
         return workflow
 

@@ -195,3 +195,18 @@ def test_a_grant_that_outlasts_its_claim_is_not_applied_twice_and_leaves_nothing
     bot.advance(timedelta(minutes=10))
     assert bot.status(request_id) == "expired" and key.objects == {}
     assert key.called("grant") == [request_id] and key.called("revoke") == [request_id]
+
+
+def test_a_slow_grant_whose_process_is_alive_keeps_its_claim(bot: InProcess) -> None:
+    """The live process's heartbeat renews the lease while AWS is slow: no other replica even claims the row."""
+    other = bot.replica("replica-2")
+
+    def slow_but_alive(_spec: GrantSpec) -> None:
+        for _ in range(3):
+            bot.clock.advance(LEASE / 2)
+            assert bot.workflow.ctx.claims.beat() == 1  # the heartbeat, every third of a lease in real life
+            assert other.run_due() == 0
+
+    bot.granter("iam_group").before("grant", slow_but_alive)
+    request_id = bot.file("U0ALICE", "deploy-admins")
+    assert bot.approve(request_id).status == "active"
