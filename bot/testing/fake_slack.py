@@ -92,6 +92,8 @@ class FakeSlack:
         # method -> (HTTP status, Retry-After seconds or None): an outage (503) or a rate limit (429).
         self.outages: dict[str, tuple[int, int | None]] = {}
         self.held: dict[str, threading.Event] = {}  # method -> released when its calls may be answered
+        # method -> calls that arrived while it was held (they wait in `record`): proof that the bot got there.
+        self.waiting: dict[str, int] = {}
         # apps.connections.open answers with the ws:// URL this returns (a FakeSocketMode's `url`); unset: an error.
         self.socket_mode_url: Callable[[], str] | None = None
         self.calls: list[Call] = []
@@ -136,6 +138,8 @@ class FakeSlack:
         """Remember a call and answer it as Slack would, or with the failure configured for its method."""
         held = self.held.get(method)
         if held is not None:
+            with self._lock:
+                self.waiting[method] = self.waiting.get(method, 0) + 1
             held.wait(timeout=30)
         with self._lock:
             status, retry_after = self.outages.get(method, (200, None))
@@ -198,6 +202,7 @@ class FakeSlack:
             self.calls.clear()
             self.failures.clear()
             self.outages.clear()
+            self.waiting.clear()
 
     def mark(self) -> int:
         """A position in the record; `find`, `poll` and `wait_for` take it as `after` to look only later."""

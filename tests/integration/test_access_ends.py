@@ -116,7 +116,8 @@ def test_revoke_before_the_grant_was_applied_ends_it_without_granting(bot: Bot, 
 # -- 2. an early revoke is owed from the moment it is recorded -------------------------------------
 
 
-@pytest.mark.both_databases
+# On SQLite: tests/inprocess/test_ends.py (same name); here PostgreSQL's locks, claims and leases.
+@pytest.mark.postgres
 def test_an_early_revoke_recorded_by_a_process_that_died_is_finished_by_the_sweep(bot: Bot, world: World) -> None:
     request_id = file_request(bot, "U0ALICE", "request prod-readonly 4h reading logs")
     approve(bot, request_id)
@@ -288,7 +289,8 @@ def test_an_extension_racing_a_revoke_never_puts_the_role_policy_back(
     assert user_policies(world) == []
 
 
-@pytest.mark.both_databases
+# On SQLite: tests/inprocess/test_ends.py (same name); here PostgreSQL's locks, claims and leases.
+@pytest.mark.postgres
 def test_a_revoke_recorded_while_the_expiry_is_applied_keeps_its_reason(
     bot: Bot, slack: FakeSlack, world: World
 ) -> None:
@@ -306,7 +308,8 @@ def test_a_revoke_recorded_while_the_expiry_is_applied_keeps_its_reason(
     dm_containing(slack, "U0ALICE", "laptop stolen")
 
 
-@pytest.mark.both_databases
+# On SQLite: tests/inprocess/test_ends.py (same name); here PostgreSQL's locks, claims and leases.
+@pytest.mark.postgres
 def test_an_extension_applied_while_the_expiry_was_due_is_not_revoked(
     make_bot: Callable[..., Bot], catalog_file: Path, world: World
 ) -> None:

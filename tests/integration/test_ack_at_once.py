@@ -57,7 +57,9 @@ def test_a_request_is_acknowledged_before_the_requester_is_looked_up(bot: Bot, s
         # The ack came back while the email lookup (the first step of filing) was still waiting on Slack.
         assert answer.status_code == 200
         assert answer.json() == {"text": "Filing your request for *deploy-admins* (1h)…", "response_type": "ephemeral"}
-        wait_until(lambda: slack.held.get("users.info") is not None)
+        # The filing is under way in the background, held at its first step: only then do the checks below
+        # say that it waits for the lookup (before it started, they would pass whatever the bot does).
+        wait_until(lambda: slack.waiting.get("users.info", 0) >= 1)
         assert bot.count() == 0
         assert slack.find("response_url") == []
     said = answered(slack, url)

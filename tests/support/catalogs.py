@@ -93,23 +93,4 @@ resources:
     max_reminders: 2
     escalate_to: [U0FRANK]
     escalate_after: 1s
-  escalating:
-    # Reminders at 1 s and 2 s, escalation at 4 s, timeout at 6 s: seconds apart, so that each step is told
-    # apart from the next however slow the machine is.
-    kind: iam_group
-    group_name: auditors
-    approvers: [oncall]
-    requesters: [U0ALICE]
-    pending_timeout: 6s
-    remind_after: 1s
-    max_reminders: 2
-    escalate_to: [U0FRANK]
-    escalate_after: 4s
-  escalated-early:
-    kind: iam_group
-    group_name: auditors
-    approvers: [oncall]
-    requesters: [U0ALICE]
-    escalate_to: [U0FRANK]
-    escalate_after: 1s
 """
