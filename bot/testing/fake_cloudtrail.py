@@ -61,6 +61,7 @@ class FakeCloudTrail:
     rate_limit: bool = True
     unavailable: bool = False  # answer every call with a 503 ServiceUnavailable
     denied: bool = False  # answer as to a caller whose policy lacks cloudtrail:LookupEvents
+    denied_in: set[str] = field(default_factory=set)  # the same, in these accounts only
     # The account a caller's access key ID belongs to (tests ask moto, whose assumed-role keys name theirs).
     account_of: Callable[[str], str] = lambda _key: ACCOUNT
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -79,6 +80,7 @@ class FakeCloudTrail:
             self.events.clear()
             self.calls.clear()
             self._found.clear()
+            self.denied_in.clear()
         self.rate_limit, self.unavailable, self.denied = True, False, False
 
     def most_in_a_second(self, region: str | None = None, account: str | None = None) -> int:
@@ -121,7 +123,7 @@ class FakeCloudTrail:
                 matches = [r for r in matches if wanted is None or _matches(r, *wanted)]
                 self._found[lookup] = sorted(matches, key=lambda r: r["EventTime"], reverse=True)
             found = self._found[lookup]
-        if self.denied:
+        if self.denied or account in self.denied_in:
             return 400, _error("AccessDeniedException", "User is not authorized to perform: cloudtrail:LookupEvents")
         if self.unavailable:
             return 503, _error("ServiceUnavailable", "Service unavailable")
