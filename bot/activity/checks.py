@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -47,5 +48,5 @@ def member_lookup_checks(
     """The same lines in each listed account, as the role the bot assumes there (`trails`: bot.activity.wiring)."""
     checks: list[Check] = []
     for account in accounts:
-        checks += lookup_checks(lambda region, a=account: trails(a, region), regions, account=account)
+        checks += lookup_checks(functools.partial(trails, account), regions, account=account)
     return checks
