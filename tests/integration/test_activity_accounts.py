@@ -11,6 +11,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,10 +30,11 @@ from bot.store.activity_tables import CloudTrailPace
 from bot.store.db import make_engine, session_scope
 from bot.testing.fake_cloudtrail import FakeCloudTrail, assumed_role, event, iam_user, running
 from bot.wiring import in_accounts
+from tests.conftest import Bot
 from tests.support import iam_policy
 from tests.support.aws import ACCOUNT, World
 from tests.support.cloudtrail import client_factory, lookup_on, minutes, moto_account_of
-from tests.support.member import DOCS, ELSEWHERE, EXTERNAL_ID, MEMBER, MEMBER_ROLE, seed_member
+from tests.support.member import DOCS, ELSEWHERE, EXTERNAL_ID, MEMBER, MEMBER_ROLE, accounts_yaml, seed_member
 
 T0 = datetime(2026, 12, 8, 1, 0, tzinfo=UTC)
 WINDOW = Window(T0, T0 + timedelta(hours=4))
@@ -252,3 +254,51 @@ def test_the_member_role_policy_allows_lookup_events(capsys: pytest.CaptureFixtu
     assert main(["iam-policy", "--member"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert any(s["Action"] == ["cloudtrail:LookupEvents"] for s in printed["policy"]["Statement"])
+
+
+def test_accessbot_check_config_asks_lookup_events_as_each_member_role(
+    fake: FakeCloudTrail, catalog_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.integration.flows import catalog_with
+    from tests.integration.test_member_accounts import MEMBER_RESOURCES, check_config_lines
+
+    text = catalog_with(MEMBER_RESOURCES) + accounts_yaml()
+    _code, lines = check_config_lines(monkeypatch, capsys, catalog_file, text)
+    assert f"ok   cloudtrail {MEMBER} us-east-1: activity reports can read its event history" in lines
+    assert (MEMBER, "us-east-1") in {(c.account, c.region) for c in fake.calls}
+
+    fake.denied_in.add(MEMBER)
+    _code, lines = check_config_lines(monkeypatch, capsys, catalog_file, text)
+    refused = next(line for line in lines if line.startswith(f"FAIL cloudtrail {MEMBER} us-east-1"))
+    assert "allow cloudtrail:LookupEvents in the member role's policy" in refused
+    assert "ok   cloudtrail us-east-1: activity reports can read its event history" in lines  # home still may
+
+
+def test_the_running_bot_reports_a_member_role_grant_from_the_member_accounts_cloudtrail(
+    fake: FakeCloudTrail, make_bot: Callable[..., Bot], catalog_file: Path
+) -> None:
+    from tests.integration.flows import approve, catalog_with, file_request
+    from tests.integration.test_activity_reports import reported
+
+    catalog_file.write_text(
+        catalog_with(f"\n  member-deploy:\n    kind: iam_role\n    role_arn: {DEPLOY}\n    approvers: [platform]\n")
+        + accounts_yaml()
+    )
+    bot = make_bot(accessbot_activity_delay=timedelta(0), accessbot_activity_regions="us-east-1")
+    request_id = file_request(bot, "U0ALICE", "request member-deploy 1h deploying the member service")
+    approve(bot, request_id)
+    at = bot.wait_status(request_id, "active").activated_at
+    assert at is not None
+    key = "ASIAALICEDEPLOY00009"
+    fake.add("us-east-1", assume_role_of("alice", DEPLOY, key, at))
+    session = assumed_role("deploy", "alice-deploy", key, account=MEMBER, source_identity="alice")
+    fake.add("us-east-1", event("UpdateService", "ecs.amazonaws.com", at, session, read_only=False), account=MEMBER)
+    assert "Revoking" in bot.ask("U0ALICE", f"revoke #{request_id}")
+    bot.wait_status(request_id, "revoked")
+
+    row = reported(bot, request_id)
+
+    body = json.loads(row.body or "{}")
+    # Her AssumeRole (read here; read-only, as CloudTrail marks it) and the session's write (read there).
+    assert (row.calls, row.writes) == (2, 1)
+    assert body["not_read"] == [] and f"{MEMBER} us-east-1 AccessKeyId={key}" in " ".join(body["read"])
