@@ -29,8 +29,8 @@ def check_accounts(catalog: Catalog, members: MemberAccounts | None, home: str) 
                 Outcome.SKIPPED,
                 f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} in account {account}, which has no entry "
                 "under `accounts`: they are granted from the bot's account as before, but a role's sessions open at "
-                "the end of a grant are not ended, activity reports cannot read its CloudTrail and check-config cannot "
-                "look there (list the account under `accounts` with the role the bot may assume in it)",
+                "the end of a grant are not ended and check-config cannot look there (list the account under "
+                "`accounts` with the role the bot may assume in it)",
             )
         )
     return results
