@@ -19,6 +19,7 @@ from bot.errors import ConfigError
 from bot.logs import setup_logging
 
 if TYPE_CHECKING:
+    from bot.aws.accounts import MemberAccounts
     from bot.aws.checks import Check
 
 EXIT_CONFIG = 2
@@ -116,7 +117,7 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
         members=clients.members,
         principal=caller_principal(clients.sts),
     )
-    results += activity_checks(settings)
+    results += activity_checks(settings, clients.members)
     for result in results:
         print(result.line)
     for line in _ticket_lines(catalog):
@@ -129,13 +130,16 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
     return 0
 
 
-def activity_checks(settings: Settings) -> list[Check]:
-    """The CloudTrail line(s): LookupEvents allowed in every Region activity reports read."""
-    from bot.activity.checks import lookup_checks
-    from bot.activity.wiring import cloudtrail_clients
+def activity_checks(settings: Settings, members: MemberAccounts | None = None) -> list[Check]:
+    """The CloudTrail lines: LookupEvents allowed in every Region activity reports read, here and in each listed
+    account."""
+    from bot.activity.checks import lookup_checks, member_lookup_checks
+    from bot.activity.wiring import cloudtrail_clients, member_trails
 
     client_for, own = cloudtrail_clients()
-    return lookup_checks(client_for, settings.activity_regions(own))
+    regions = settings.activity_regions(own)
+    listed = members.listed if members is not None else []
+    return lookup_checks(client_for, regions) + member_lookup_checks(member_trails(members), listed, regions)
 
 
 def _ticket_lines(catalog: Catalog) -> list[str]:

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def activity(settings: Settings, engine: Any, request_id: int, *, as_json: bool) -> int:
     """Print one grant's report (the stored one, or one read now for a grant not reported yet)."""
     from bot.activity.wiring import build_reporter
+    from bot.catalog import load_catalog
     from bot.wiring import aws_clients
 
     with session_scope(engine) as session:
@@ -59,7 +60,10 @@ def activity(settings: Settings, engine: Any, request_id: int, *, as_json: bool)
     if request is None:
         print(f"no request #{request_id}", file=sys.stderr)
         return 1
-    reporter = build_reporter(settings, engine, _NoPosts(), sts=aws_clients().sts, owner="cli", acknowledgers=_nobody)
+    aws = aws_clients(load_catalog(settings.accessbot_catalog))  # its `accounts`: their CloudTrail too
+    reporter = build_reporter(
+        settings, engine, _NoPosts(), sts=aws.sts, owner="cli", acknowledgers=_nobody, members=aws.members
+    )
     try:
         shown = reporter.show(request)
     except (LookupError, Unavailable) as exc:

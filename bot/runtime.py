@@ -119,6 +119,7 @@ class Runtime:
             sts=aws.sts,
             owner=owner,
             acknowledgers=lambda r: _acknowledgers(catalog, directory, r),
+            members=aws.members,
         )
         background = Background()
         bolt = build_app(

@@ -62,6 +62,7 @@ from bot.workflow import Tuning
 from tests.support import iam_policy
 from tests.support.aws import World, reset_moto, seed, start_moto
 from tests.support.catalogs import BASIC, EMAILS
+from tests.support.cloudtrail import moto_account_of
 from tests.support.fake_slack import FakeSlack, start_fake_slack
 from tests.support.index_clock import IndexClock
 from tests.support.slack_sender import SlackSender
@@ -140,6 +141,7 @@ def moto_url() -> Iterator[str]:
     server, url = start_moto()
     # moto has no CloudTrail LookupEvents: the fake stands in for it (activity reports, check-config).
     with fake_cloudtrail.running() as trail:
+        trail.account_of = moto_account_of()  # credentials assumed into another account read that account's
         os.environ["AWS_ENDPOINT_URL_CLOUDTRAIL"] = trail.url
         yield url
     server.stop()

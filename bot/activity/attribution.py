@@ -44,7 +44,8 @@ class Plan:
     keep: Callable[[Event], bool]
     coverage: str
     region: str | None = None  # only this Region holds the events (a KMS key's), else every configured one
-    follow_keys: bool = False  # iam_role: then read the sessions whose access keys the kept AssumeRole returned
+    # iam_role: then read, in this account (the role's), the sessions whose access keys the kept AssumeRole returned
+    follow_in: str | None = None
 
 
 def plan(grant: Grant, home: str) -> Plan:
@@ -60,8 +61,11 @@ def plan(grant: Grant, home: str) -> Plan:
         )
     if grant.kind == "kms_key":
         arn = grant.target_arn or grant.target
+        # Read in the bot's account, the holder's, even for a key elsewhere: a cross-account call on a key is
+        # logged in both the caller's and the key owner's account, and one refused for access only in the
+        # caller's (KMS Developer Guide, "Logging AWS KMS API calls with AWS CloudTrail").
         return Plan(
-            (_account_of(arn) or home,),
+            (home,),
             RESOURCE_NAME,
             arn,
             lambda e: _identity(e).get("arn") == grant.user_ref or _identity(e).get("userName") == grant.user,
@@ -69,6 +73,11 @@ def plan(grant: Grant, home: str) -> Plan:
             region=_region_of(arn),
         )
     if grant.kind == "iam_role":
+        # The person's AssumeRole is read in the bot's account, as the IAM user who called it: for a role in
+        # another account AWS logs it in both, but there the caller is only `type: AWSAccount` (no user name
+        # for the Username attribute to match), and a refused one only in the caller's account. The session's
+        # own calls are in the role's account. (IAM User Guide, "Logging IAM and AWS STS API calls with AWS
+        # CloudTrail": "Example cross-account AWS STS API events in CloudTrail log files".)
         return Plan(
             (home,),
             USERNAME,
@@ -78,7 +87,7 @@ def plan(grant: Grant, home: str) -> Plan:
             "access keys AssumeRole returned and checked for source identity "
             f"{grant.user}; console sessions opened through the federation sign-in endpoint use other keys "
             "and role chains are not followed",
-            follow_keys=True,
+            follow_in=_account_of(grant.target) or home,
         )
     if grant.kind in ("sso_permission_set", "sso_group"):
         name, accounts = _permission_set(grant)

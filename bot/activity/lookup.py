@@ -2,8 +2,10 @@
 
 LookupEvents reads one account and one Region, management events only, the last 90 days, at most 50 events a
 page (CloudTrail API Reference, "LookupEvents"; CloudTrail User Guide, "Working with CloudTrail event
-history"). Every call waits for its slot (Pacer); a ThrottlingException pushes the slot back for every
-replica and is tried again a few times, after which the whole report is owed and tried later.
+history"). Another account's history is read as the role the bot assumes there (the catalog's `accounts`);
+an account not listed there is named under "Not read". Every call waits for its slot in that account and
+Region (Pacer); a ThrottlingException pushes the slot back for every replica and is tried again a few
+times, after which the whole report is owed and tried later.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bot.activity.attribution import ACCESS_KEY, Event, Grant, Plan, plan, returned_key, session_of
+from bot.activity.attribution import ACCESS_KEY, Event, Grant, plan, returned_key, session_of
 from bot.activity.pacer import Pacer
 from bot.activity.summary import Call, Reading, call_of
+from bot.aws.errors import AwsError
 
 PAGE = 50
 THROTTLE_TRIES = 4
@@ -49,8 +52,11 @@ class Lookup:
         home: Callable[[], str],
         regions: tuple[str, ...],
         max_pages: int,
+        elsewhere: Callable[[str, str], Any] = lambda _account, _region: None,
     ) -> None:
         self._client_for = client_for  # Region -> a CloudTrail client (boto3, AWS_ENDPOINT_URL_CLOUDTRAIL honoured)
+        # (account, Region) -> a CloudTrail client as the role assumed in that listed account; None: not listed
+        self._elsewhere = elsewhere
         self._pacer = pacer
         self._home = home
         self._regions = regions
@@ -66,34 +72,39 @@ class Lookup:
         reading = Reading()
         calls: list[Call] = []
         kept: list[Event] = []
-        for account, region in self._places(wanted, home, reading):
-            found = self._pages(account, region, wanted.key, wanted.value, window, reading, wanted.keep)
+        for account, region, client in self._places(wanted.accounts, wanted.region, home, reading):
+            found = self._pages(client, account, region, wanted.key, wanted.value, window, reading, wanted.keep)
             kept.extend(event for _, event in found)
             calls.extend(call_of(record, event) for record, event in found)
-        if wanted.follow_keys:
+        if wanted.follow_in:
             keys = sorted({k for k in map(returned_key, kept) if k})
             reading.lines.append(f"{len(keys)} session key(s) returned by AssumeRole followed")
-            role_plan = Plan((_role_account(grant.target) or home,), ACCESS_KEY, "", session_of(grant), wanted.coverage)
             for key in keys:
-                for account, region in self._places(role_plan, home, reading):
-                    found = self._pages(account, region, ACCESS_KEY, key, window, reading, role_plan.keep)
+                for account, region, client in self._places((wanted.follow_in,), None, home, reading):
+                    found = self._pages(client, account, region, ACCESS_KEY, key, window, reading, session_of(grant))
                     calls.extend(call_of(record, event) for record, event in found)
         return calls, reading, wanted.coverage
 
-    def _places(self, wanted: Plan, home: str, reading: Reading) -> Iterator[tuple[str, str]]:
-        for account in wanted.accounts:
-            if account != home:
-                # Another account's event history needs a role there (the catalog's `accounts`).
-                note = f"account {account} (the bot reads only its own account's CloudTrail)"
-                if note not in reading.not_read:
-                    reading.not_read.append(note)
-                continue
-            regions = (wanted.region,) if wanted.region else self._regions
-            for region in regions:
-                yield account, region
+    def _places(
+        self, accounts: tuple[str, ...], only: str | None, home: str, reading: Reading
+    ) -> Iterator[tuple[str, str, Any]]:
+        """(account, Region, client) for each account and Region to read; an account the bot cannot read is noted."""
+        for account in accounts:
+            for region in (only,) if only else self._regions:
+                client = self._client_for(region) if account == home else self._elsewhere(account, region)
+                if client is None:
+                    note = (
+                        f"account {account} (not listed under the catalog's `accounts`: the bot has no role there "
+                        "to read its CloudTrail)"
+                    )
+                    if note not in reading.not_read:
+                        reading.not_read.append(note)
+                    break
+                yield account, region, client
 
     def _pages(
         self,
+        client: Any,
         account: str,
         region: str,
         key: str,
@@ -103,7 +114,6 @@ class Lookup:
         keep: Callable[[Event], bool],
     ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """Every page of one lookup (while the report's page budget lasts), filtered on the client."""
-        client = self._client_for(region)
         args: dict[str, Any] = {
             "LookupAttributes": [{"AttributeKey": key, "AttributeValue": value}],
             "StartTime": window.start,
@@ -135,6 +145,7 @@ class Lookup:
         return found
 
     def _call(self, client: Any, account: str, region: str, args: dict[str, Any]) -> dict[str, Any]:
+        where = region if account == self._home() else f"{account} {region}"
         for attempt in range(THROTTLE_TRIES):
             self._pacer.wait(account, region)
             try:
@@ -143,13 +154,10 @@ class Lookup:
             except ClientError as exc:
                 code = str(exc.response.get("Error", {}).get("Code", ""))
                 if code not in THROTTLED:
-                    raise Unavailable(f"CloudTrail {region}: {code or exc}") from None
+                    raise Unavailable(f"CloudTrail {where}: {code or exc}") from None
                 self._pacer.back_off(account, region, THROTTLE_BACKOFF_SECONDS * 2**attempt)
             except BotoCoreError as exc:
-                raise Unavailable(f"CloudTrail {region}: {type(exc).__name__}") from None
-        raise Unavailable(f"CloudTrail {region}: still throttled after {THROTTLE_TRIES} tries")
-
-
-def _role_account(role_arn: str) -> str | None:
-    parts = role_arn.split(":")
-    return parts[4] if len(parts) > 5 and parts[4].isdigit() else None
+                raise Unavailable(f"CloudTrail {where}: {type(exc).__name__}") from None
+            except AwsError as exc:  # the role in another account could not be assumed (bot.aws.accounts)
+                raise Unavailable(f"CloudTrail {where}: {exc}") from None
+        raise Unavailable(f"CloudTrail {where}: still throttled after {THROTTLE_TRIES} tries")

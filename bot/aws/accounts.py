@@ -52,6 +52,7 @@ class MemberAccounts:
         # AwsClients.create at call time (not bound here), so that a wrapper the tests put on it applies.
         self._create = create or (lambda session: AwsClients.create(session))
         self._clients: dict[str, AwsClients] = {}
+        self._sessions: dict[str, boto3.session.Session] = {}
         self._guard = threading.Lock()
 
     @property
@@ -71,8 +72,19 @@ class MemberAccounts:
         with self._guard:
             found = self._clients.get(account)
             if found is None:
-                found = self._clients[account] = self._create(self._session(account, member))
+                found = self._clients[account] = self._create(self._session_of(account, member))
             return found
+
+    def session(self, account: str) -> boto3.session.Session | None:
+        """The boto3 session in a listed account (for clients AwsClients lacks, e.g. CloudTrail); else None.
+
+        Its credentials are the ones `clients` uses: one AssumeRole per account serves both.
+        """
+        member = self._accounts.get(account)
+        if member is None:
+            return None
+        with self._guard:
+            return self._session_of(account, member)
 
     def iam_in(self, account: str) -> Any:
         """IAM in a listed account, or None: the seam RoleGranter acts on a role's account through."""
@@ -90,6 +102,13 @@ class MemberAccounts:
         with aws_call("sts:GetCallerIdentity"):
             identity = found.sts.get_caller_identity()
         return str(identity["Account"]), str(identity["Arn"])
+
+    def _session_of(self, account: str, member: MemberAccount) -> boto3.session.Session:
+        """The account's session (made once; the caller holds the guard)."""
+        found = self._sessions.get(account)
+        if found is None:
+            found = self._sessions[account] = self._session(account, member)
+        return found
 
     def _session(self, account: str, member: MemberAccount) -> boto3.session.Session:
         """A boto3 session whose credentials are the role assumed in `account`, refreshed before they expire."""

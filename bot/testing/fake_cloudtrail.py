@@ -1,8 +1,9 @@
 """A fake CloudTrail LookupEvents endpoint: a real HTTP server on 127.0.0.1 speaking AWS's JSON 1.1 protocol.
 
 boto3 reaches it through AWS_ENDPOINT_URL_CLOUDTRAIL (or `endpoint_url`). It models what the bot relies on
-(CloudTrail API Reference, "LookupEvents"): one Region per endpoint call (read from the request's SigV4
-credential scope), one lookup attribute (AccessKeyId, EventId, EventName, EventSource, ReadOnly,
+(CloudTrail API Reference, "LookupEvents"): one account and one Region per call (the Region from the
+request's SigV4 credential scope, the account from its access key ID through `account_of`, as AWS knows
+whose credentials signed a call), one lookup attribute (AccessKeyId, EventId, EventName, EventSource, ReadOnly,
 ResourceName, ResourceType, Username), a time range, newest events first, pages of at most 50 with a
 NextToken, and two calls a second per account and Region, answered beyond that with a ThrottlingException.
 Events are seeded in the shape CloudTrail records them (see `event`).
@@ -16,7 +17,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,7 +26,8 @@ from typing import Any
 PAGE_MOST = 50
 RATE_PER_SECOND = 2
 TARGET = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents"
-_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/cloudtrail/")
+_SCOPE = re.compile(r"Credential=([^/]+)/\d{8}/([a-z0-9-]+)/cloudtrail/")
+ACCOUNT = "123456789012"  # the account of every caller unless `account_of` says otherwise
 ATTRIBUTES = (
     "AccessKeyId",
     "EventId",
@@ -46,6 +48,7 @@ class Seen:
     at: float  # time.monotonic()
     throttled: bool
     attribute: tuple[str, str] | None
+    account: str = ACCOUNT
 
 
 @dataclass
@@ -53,19 +56,22 @@ class FakeCloudTrail:
     """The events per Region, the calls seen, and the switches tests flip."""
 
     url: str = ""
-    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    events: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)  # by (account, Region)
     calls: list[Seen] = field(default_factory=list)
     rate_limit: bool = True
     unavailable: bool = False  # answer every call with a 503 ServiceUnavailable
     denied: bool = False  # answer as to a caller whose policy lacks cloudtrail:LookupEvents
+    denied_in: set[str] = field(default_factory=set)  # the same, in these accounts only
+    # The account a caller's access key ID belongs to (tests ask moto, whose assumed-role keys name theirs).
+    account_of: Callable[[str], str] = lambda _key: ACCOUNT
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # A lookup's matches, newest first, kept while no event is added: each page is then a slice, not a scan.
     _found: dict[tuple[Any, ...], list[dict[str, Any]]] = field(default_factory=dict)
 
-    def add(self, region: str, *events: dict[str, Any]) -> None:
-        """Seed events (each a CloudTrail record, as `event` builds) into a Region's history."""
+    def add(self, region: str, *events: dict[str, Any], account: str = ACCOUNT) -> None:
+        """Seed events (each a CloudTrail record, as `event` builds) into an account's history in a Region."""
         with self._lock:
-            self.events.setdefault(region, []).extend(events)
+            self.events.setdefault((account, region), []).extend(events)
             self._found.clear()
 
     def reset(self) -> None:
@@ -74,13 +80,17 @@ class FakeCloudTrail:
             self.events.clear()
             self.calls.clear()
             self._found.clear()
+            self.denied_in.clear()
         self.rate_limit, self.unavailable, self.denied = True, False, False
 
-    def most_in_a_second(self, region: str | None = None) -> int:
-        """The most calls (throttled ones included) that arrived within any one second, per Region."""
+    def most_in_a_second(self, region: str | None = None, account: str | None = None) -> int:
+        """The most calls (throttled ones included) that arrived within any one second, per account and Region."""
         best = 0
-        for where in {c.region for c in self.calls} if region is None else {region}:
-            times = sorted(c.at for c in self.calls if c.region == where)
+        places = {(c.account, c.region) for c in self.calls}
+        for where in places:
+            if (region is not None and where[1] != region) or (account is not None and where[0] != account):
+                continue
+            times = sorted(c.at for c in self.calls if (c.account, c.region) == where)
             start = 0
             for end, at in enumerate(times):
                 while at - times[start] >= 1.0:
@@ -88,8 +98,8 @@ class FakeCloudTrail:
                 best = max(best, end - start + 1)
         return best
 
-    def answer(self, region: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """The HTTP status and JSON body CloudTrail would answer this call with."""
+    def answer(self, region: str, body: dict[str, Any], account: str = ACCOUNT) -> tuple[int, dict[str, Any]]:
+        """The HTTP status and JSON body CloudTrail would answer this call with, in this account and Region."""
         attributes = body.get("LookupAttributes") or []
         if len(attributes) > 1:
             return 400, _error("InvalidLookupAttributesException", "You cannot specify more than one lookup attribute.")
@@ -98,18 +108,22 @@ class FakeCloudTrail:
             return 400, _error("InvalidLookupAttributesException", f"Unknown attribute key {wanted[0]}")
         now = time.monotonic()
         with self._lock:
-            recent = [c for c in self.calls if c.region == region and now - c.at < 1.0 and not c.throttled]
+            recent = [
+                c
+                for c in self.calls
+                if (c.account, c.region) == (account, region) and now - c.at < 1.0 and not c.throttled
+            ]
             throttled = self.rate_limit and len(recent) >= RATE_PER_SECOND
-            self.calls.append(Seen(region, now, throttled, wanted))
+            self.calls.append(Seen(region, now, throttled, wanted, account))
             start, end = body.get("StartTime"), body.get("EndTime")
-            lookup = (region, wanted, start, end)
+            lookup = (account, region, wanted, start, end)
             if lookup not in self._found:
-                history = self.events.get(region, [])
+                history = self.events.get((account, region), [])
                 matches = [_record(e) for e in history if _in(e, start, end)]
                 matches = [r for r in matches if wanted is None or _matches(r, *wanted)]
                 self._found[lookup] = sorted(matches, key=lambda r: r["EventTime"], reverse=True)
             found = self._found[lookup]
-        if self.denied:
+        if self.denied or account in self.denied_in:
             return 400, _error("AccessDeniedException", "User is not authorized to perform: cloudtrail:LookupEvents")
         if self.unavailable:
             return 503, _error("ServiceUnavailable", "Service unavailable")
@@ -155,7 +169,7 @@ def event(
         "resources": [{"ARN": r["ResourceName"], "type": r["ResourceType"]} for r in resources or []],
         "eventType": "AwsApiCall",
         "managementEvent": True,
-        "recipientAccountId": identity.get("accountId", "123456789012"),
+        "recipientAccountId": identity.get("accountId", ACCOUNT),
         "eventCategory": "Management",
     }
     if error:
@@ -252,11 +266,11 @@ def _handler(fake: FakeCloudTrail) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
             scope = _SCOPE.search(self.headers.get("Authorization") or "")
-            region = scope.group(1) if scope else "us-east-1"
+            region = scope.group(2) if scope else "us-east-1"
             if self.headers.get("X-Amz-Target") != TARGET:
                 status, answer = 400, _error("UnknownOperationException", "only LookupEvents is faked")
             else:
-                status, answer = fake.answer(region, body)
+                status, answer = fake.answer(region, body, fake.account_of(scope.group(1)) if scope else ACCOUNT)
             data = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/x-amz-json-1.1")

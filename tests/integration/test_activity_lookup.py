@@ -155,7 +155,10 @@ def test_identity_center_sessions_of_the_permission_set_only(fake: FakeCloudTrai
     body = summarize(calls, reading, coverage)
 
     assert (body["calls"], body["writes"]) == (2, 1)
-    assert reading.not_read == ["account 222222222222 (the bot reads only its own account's CloudTrail)"]
+    assert reading.not_read == [
+        "account 222222222222 (not listed under the catalog's `accounts`: the bot has no role there to read its "
+        "CloudTrail)"
+    ]
 
 
 def test_kms_key_reads_the_keys_events_in_its_region_for_the_user_only(fake: FakeCloudTrail, engine: Engine) -> None:

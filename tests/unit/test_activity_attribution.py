@@ -63,9 +63,10 @@ def test_what_each_kind_keeps(grant: Grant, event: dict[str, Any], kept: bool) -
     assert plan(grant, HOME).keep(event) is kept
 
 
-def test_a_kms_key_is_read_in_its_own_region_and_account() -> None:
+def test_a_kms_key_is_read_in_its_own_region_in_the_holders_account() -> None:
+    # A key of another account too: its cross-account calls, refused ones included, are logged in the caller's.
     wanted = plan(Grant("kms_key", "alice", ALICE_ARN, "alias/k", "arn:aws:kms:eu-west-1:210987654321:key/k"), HOME)
-    assert (wanted.region, wanted.accounts, wanted.key) == ("eu-west-1", ("210987654321",), "ResourceName")
+    assert (wanted.region, wanted.accounts, wanted.key) == ("eu-west-1", (HOME,), "ResourceName")
 
 
 def test_a_role_grant_follows_the_returned_key_and_requires_the_source_identity() -> None:
@@ -73,6 +74,11 @@ def test_a_role_grant_follows_the_returned_key_and_requires_the_source_identity(
     wanted = plan(grant, HOME)
     assume = by(iam_user("alice"), eventName="AssumeRole", requestParameters={"roleArn": grant.target},
                 responseElements={"credentials": {"accessKeyId": "ASIAKEY"}})  # fmt: skip
-    assert wanted.follow_keys and wanted.keep(assume) and returned_key(assume) == "ASIAKEY"
+    assert wanted.follow_in == HOME and wanted.keep(assume) and returned_key(assume) == "ASIAKEY"
     assert session_of(grant)(by(assumed_role("r", "x", "ASIAKEY", source_identity="alice")))
     assert not session_of(grant)(by(assumed_role("r", "alice", "ASIAKEY")))  # no source identity: not hers
+
+
+def test_a_role_in_another_account_is_assumed_here_and_its_sessions_read_there() -> None:
+    wanted = plan(Grant("iam_role", "alice", ALICE_ARN, "arn:aws:iam::210987654321:role/r", None), HOME)
+    assert (wanted.accounts, wanted.follow_in) == ((HOME,), "210987654321")
