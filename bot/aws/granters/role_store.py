@@ -67,12 +67,13 @@ def read(iam: Any, role: str, role_arn: str) -> Found:
     found = Found(role, role_arn, [parse(inline)], INLINE_LIMIT - others)
     with aws_call("iam:ListAttachedRolePolicies"):
         attached = iam.list_attached_role_policies(RoleName=role, PathPrefix=PATH)["AttachedPolicies"]
-    mine = {p["PolicyArn"] for p in attached}
-    number = 1
-    while (arn := managed_arn(role_arn, role, number)) in mine:
+    # In the order of their numbers; a number freed by a lift leaves a gap that the next new one fills.
+    stem = managed_arn(role_arn, role, 0)[:-1]
+    numbers = sorted(int(rest) for p in attached if (rest := p["PolicyArn"].removeprefix(stem)).isdigit())
+    for number in numbers:
+        arn = managed_arn(role_arn, role, number)
         found.managed.append(arn)
         found.layout.append(parse(_default_document(iam, arn)))
-        number += 1
     return found
 
 
@@ -93,7 +94,9 @@ def write(iam: Any, found: Found, layout: Layout) -> None:
         elif index <= len(found.managed):
             _write_managed(iam, found.role, found.managed[index - 1], compact(document(slot)) if slot else None)
         elif slot:
-            _add_managed(iam, found, index, compact(document(slot)))
+            used = {int(arn.rsplit("-", 1)[1]) for arn in found.managed}
+            number = next(n for n in range(1, len(used) + 2) if n not in used)
+            _add_managed(iam, found, number, compact(document(slot)))
 
 
 def _write_inline(iam: Any, found: Found, layout: Layout) -> None:
