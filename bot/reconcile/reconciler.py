@@ -82,8 +82,10 @@ class Reconciler:
         # An owed session deny gone from its role is put back at once: sessions it covers may be live.
         denies = replace(report, drift=tuple(d for d in report.drift if d.thing == DENY_THING))
         if denies.drift:
-            restored = self.fix(denies).fixes
-            log.warning("reconcile put back %d session deny(s)", sum(f.done for f in restored))
+            done = {id(f.drift): f.outcome for f in self.fix(denies).fixes}
+            log.warning("reconcile put back %d session deny(s)", sum(o == "put back" for o in done.values()))
+            told = [replace(d, detail=f"{d.detail}; {done[id(d)]}") if id(d) in done else d for d in report.drift]
+            report = replace(report, drift=tuple(told))
         log.warning("reconcile found %d drift(s) between the database and AWS", report.unresolved)
         with session_scope(self.engine) as session:
             queries.record_audit(

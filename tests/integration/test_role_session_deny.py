@@ -4,16 +4,20 @@ the new grant that takes it over, and a busy role's capacity. The RoleGranter ru
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import boto3
 import pytest
+from sqlalchemy.engine import Engine
 
 from bot.aws.errors import AwsError
 from bot.aws.granters import GrantSpec, RoleGranter
 from bot.aws.granters.role_denies import INLINE_NAME, LIFT_AFTER, parse
 from bot.aws.granters.role_store import CAPACITY_CODE, PATH
+from bot.store.db import hold_lock
 from tests.support.aws import ACCOUNT, World
 from tests.support.iam_quotas import IamQuotas
 
@@ -198,3 +202,35 @@ def test_a_role_with_no_room_left_refuses_with_the_role_the_figures_and_the_fix(
     with pytest.raises(AwsError):
         granter.revoke(spec(world), None)
     assert world.iam.list_user_policies(UserName="alice")["PolicyNames"] == []
+
+
+@pytest.mark.both_databases
+def test_ends_on_one_role_from_two_replicas_are_merged_one_after_the_other(
+    world: World, clock: Clock, engine: Engine
+) -> None:
+    # Two granters with clients of their own, as two replicas have; the role's lock is held in the database.
+    first, second = boto3.client("iam"), boto3.client("iam")
+    a = RoleGranter(first, clock, margin=MARGIN, lock=partial(hold_lock, engine))
+    b = RoleGranter(second, clock, margin=MARGIN, lock=partial(hold_lock, engine))
+    order: list[str] = []
+    writing, go_on = threading.Event(), threading.Event()
+
+    def held(**_kwargs: Any) -> None:
+        order.append("a writes")
+        writing.set()
+        assert go_on.wait(20)
+
+    first.meta.events.register("before-send.iam.PutRolePolicy", held)
+    second.meta.events.register("before-send.iam.ListRolePolicies", lambda **_kw: order.append("b reads"))
+    ending = threading.Thread(target=a.revoke, args=(spec(world, "alice"), None))
+    ending.start()
+    assert writing.wait(20)  # a has read the role and is about to write it
+    other = threading.Thread(target=b.revoke, args=(spec(world, "bob"), None))
+    other.start()
+    other.join(0.5)
+    assert other.is_alive() and order == ["a writes"]  # b waits for the role's lock before it reads
+    go_on.set()
+    ending.join(20)
+    other.join(20)
+    assert order == ["a writes", "b reads"]
+    assert set(denied(world)) == {"alice", "bob"}  # neither write lost the other's statement
