@@ -162,7 +162,7 @@ class RoleGranter:
             self._delete_allow(spec)
             return Ended(note=f"the role is in account {account_of(spec.target)}: its open sessions end on their own")
         try:
-            cutoff = self.deny(spec, self._cutoff(spec))
+            cutoff = self.deny(spec, self._cutoff())
         except AwsError as exc:
             if exc.gone:
                 self._delete_allow(spec)
@@ -171,19 +171,20 @@ class RoleGranter:
                 self._delete_allow(spec)  # no new session at least; the end stays owed and an alert goes out
             raise
         self._delete_allow(spec)
-        later = self._cutoff(spec)
+        later = self._cutoff()
         if later > cutoff:  # the deletion returned late: what the allow let through meanwhile is covered too
             cutoff = self.deny(spec, later)
         # Never lifted before every session it covers has expired by itself (12 hours; see LIFT_AFTER).
         return Ended(lift_at=cutoff + LIFT_AFTER, cutoff=cutoff)
 
-    def _cutoff(self, spec: GrantSpec) -> datetime:
+    def _cutoff(self) -> datetime:
         """The later of the end and now, plus the margin, in whole seconds rounded up (as IAM compares them).
 
-        The end is the expiry, or the moment an early revoke was asked: neither is later than now, when the
-        bot does it (an undo's expiry may lie ahead, but its allow could only have been used until now).
+        The end (the expiry, or the moment an early revoke was asked) is never later than now, when the bot
+        writes the deny: an undo's expiry may lie ahead, but its allow could only be used until its deletion
+        applies, which the margin covers. So the later of the two is now.
         """
-        moment = max(min(spec.expires_at, self._clock()), self._clock()) + self.margin
+        moment = self._clock() + self.margin
         return moment.replace(microsecond=0) + (timedelta(seconds=1) if moment.microsecond else timedelta(0))
 
     def _delete_allow(self, spec: GrantSpec) -> None:
