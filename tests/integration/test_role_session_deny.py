@@ -18,6 +18,7 @@ from bot.aws.granters import GrantSpec, RoleGranter
 from bot.aws.granters.role_denies import INLINE_NAME, LIFT_AFTER, parse
 from bot.aws.granters.role_store import CAPACITY_CODE, PATH
 from bot.store.db import hold_lock
+from tests.integration.faults import inject
 from tests.support.aws import ACCOUNT, World
 from tests.support.iam_quotas import IamQuotas
 
@@ -234,3 +235,19 @@ def test_ends_on_one_role_from_two_replicas_are_merged_one_after_the_other(
     other.join(20)
     assert order == ["a writes", "b reads"]
     assert set(denied(world)) == {"alice", "bob"}  # neither write lost the other's statement
+
+
+def test_a_refused_deny_still_removes_the_allow_and_the_retry_denies_past_it(
+    granter: RoleGranter, iam: Any, world: World, clock: Clock
+) -> None:
+    granter.grant(spec(world))
+    refusal = inject(iam, "PutRolePolicy", code="AccessDenied", status=403)
+    with pytest.raises(AwsError):
+        granter.revoke(spec(world), None)
+    assert world.iam.list_user_policies(UserName="alice")["PolicyNames"] == []  # no new session at least
+    assert denied(world) == {}
+    refusal.stop()
+    clock.now = T + timedelta(minutes=1)  # the end stays owed: its retry
+    ended = granter.revoke(spec(world), None)
+    assert ended.cutoff == T + timedelta(minutes=1) + MARGIN  # past the deletion, plus the margin
+    assert denied(world) == {"alice": ended.cutoff}

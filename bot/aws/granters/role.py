@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -164,11 +164,13 @@ class RoleGranter:
         try:
             cutoff = self.deny(spec, self._cutoff())
         except AwsError as exc:
-            if exc.gone:
+            if exc.gone and exc.operation == "iam:ListRolePolicies":
                 self._delete_allow(spec)
                 return Ended(note="the role no longer exists, and its sessions with it")
-            if exc.code == role_store.CAPACITY_CODE:
-                self._delete_allow(spec)  # no new session at least; the end stays owed and an alert goes out
+            # No deny (AWS refused it, or the role is full): no new session at least. The end stays owed, and
+            # its next attempt writes the deny with a cutoff past this deletion.
+            with suppress(AwsError):
+                self._delete_allow(spec)
             raise
         self._delete_allow(spec)
         later = self._cutoff()
