@@ -210,9 +210,9 @@ def run(
         denies = session_denies(world)
         role_users = {r.iam_user for r in rows if r.kind == "iam_role" and r.grant_started_at is not None}
         assert role_users <= set(denies), "every person's last role end put a deny of the sessions it had issued"
-        owed = [r for r in rows if r.kind == "iam_role" and r.sessions_denied_before is not None]
-        assert all(denies[r.iam_user] >= (r.sessions_denied_before or r.ended_at) for r in owed), "at its cutoff"
-        assert all(r.sessions_denied_until is not None for r in owed)
+        owed = [(r, r.sessions_denied_before) for r in rows if r.kind == "iam_role" and r.sessions_denied_before]
+        assert all(denies[r.iam_user] >= cutoff for r, cutoff in owed), "each owed deny at its cutoff at least"
+        assert all(r.sessions_denied_until is not None for r, _cutoff in owed)
         statuses = {r.status for r in rows}
         assert statuses <= {"expired", "revoked", "failed"}, statuses
         with session_scope(engine) as session:
