@@ -13,6 +13,7 @@ from bot.store.models import AccessRequest
 def owed_denies(*, session: Session, now: datetime) -> Sequence[AccessRequest]:
     """Requests whose role session deny is owed now (written, with its cutoff recorded, and not yet lifted)."""
     stmt = select(AccessRequest).where(
+        col(AccessRequest.kind) == "iam_role",
         col(AccessRequest.sessions_denied_before).is_not(None),
         col(AccessRequest.sessions_denied_until) > now,
     )
