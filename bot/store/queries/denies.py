@@ -30,6 +30,9 @@ def denies_of(request: AccessRequest, *, session: Session) -> Sequence[AccessReq
             col(AccessRequest.iam_user) == request.iam_user,
             col(AccessRequest.target) == request.target,
             col(AccessRequest.sessions_denied_until).is_not(None),
+            # A deny written before cutoffs were recorded is its own policy, covering only sessions from before
+            # that end: it never touches a new grant's sessions, and keeps its lift.
+            col(AccessRequest.sessions_denied_before).is_not(None),
         )
         .with_for_update()
     )
