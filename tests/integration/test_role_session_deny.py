@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from bot.aws.errors import AwsError
-from bot.aws.granters import GrantSpec, RoleGranter
+from bot.aws.granters import GrantSpec, RoleGranter, session_deny
 from bot.aws.granters.role_denies import INLINE_NAME, LIFT_AFTER, parse
 from bot.aws.granters.role_store import CAPACITY_CODE, PATH
 from bot.store.db import hold_lock
@@ -251,3 +251,15 @@ def test_a_refused_deny_still_removes_the_allow_and_the_retry_denies_past_it(
     ended = granter.revoke(spec(world), None)
     assert ended.cutoff == T + timedelta(minutes=1) + MARGIN  # past the deletion, plus the margin
     assert denied(world) == {"alice": ended.cutoff}
+
+
+def test_a_deny_written_before_cutoffs_were_recorded_is_lifted_as_it_was_written(
+    granter: RoleGranter, world: World
+) -> None:
+    # An end from before one statement per person: its own inline policy named after the request.
+    legacy = json.dumps(session_deny("alice", T))
+    world.iam.put_role_policy(RoleName=ROLE, PolicyName="accessbot-7", PolicyDocument=legacy)
+    granter.revoke(spec(world, "bob"), None)
+    granter.lift(spec(world, request_id=7))  # no cutoff recorded
+    assert world.iam.list_role_policies(RoleName=ROLE)["PolicyNames"] == [INLINE_NAME]
+    assert set(denied(world)) == {"bob"}
