@@ -24,6 +24,7 @@ from bot.aws.granters import (
     RoleGranter,
     SsoGroupGranter,
 )
+from bot.aws.granters.role import DEFAULT_MARGIN
 from bot.aws.granters.sso import CreationLog
 from bot.aws.identity_center import Center
 from bot.catalog import Catalog, Kind, MemberAccount
@@ -62,18 +63,20 @@ def build_granters(
     *,
     polling: Polling | None = None,
     engine: Engine | None = None,
-    margin: timedelta = timedelta(seconds=300),
+    margin: timedelta = DEFAULT_MARGIN,
 ) -> dict[Kind, Granter]:
     """One granter per kind of access, on the given clients (with `engine`: locks and records in the database)."""
     center = center or Center(aws.sso_admin, None)
-    # With a database, a permission set's inline policy is edited under a lock every replica sees, and the
-    # assignment creations the bot asked for are recorded there (an undo awaits each one).
+    # With a database, a role's denies and a permission set's inline policy are edited under locks every
+    # replica sees, and the assignment creations the bot asked for are recorded there (an undo awaits each one).
     lock: Callable[[str], AbstractContextManager[Any]] | None = partial(hold_lock, engine) if engine else None
     creations: CreationLog | None = StoredCreations(engine) if engine else None
     sso: dict[str, Any] = {"polling": polling, "margin": margin} | ({"lock": lock} if lock else {})
     return {
         Kind.IAM_GROUP: GroupGranter(aws.iam),
-        Kind.IAM_ROLE: RoleGranter(aws.iam, iam_in=aws.members.iam_in if aws.members else None),
+        Kind.IAM_ROLE: RoleGranter(
+            aws.iam, margin=margin, lock=lock, iam_in=aws.members.iam_in if aws.members else None
+        ),
         Kind.KMS_KEY: KeyGranter(aws.kms),
         Kind.SSO_PERMISSION_SET: PermissionSetGranter(
             aws.sso_admin, center, identitystore=aws.identitystore, creations=creations, **sso

@@ -18,12 +18,8 @@ def command(settings: Settings, *, fix: bool) -> int:
     engine = open_database(settings.database_url)
     try:
         aws = aws_clients(catalog)
-        granters = build_granters(
-            aws,
-            identity_center(aws, catalog),
-            engine=engine,
-            margin=timedelta(seconds=settings.accessbot_iam_propagation_seconds),
-        )
+        margin = timedelta(seconds=settings.accessbot_iam_propagation_seconds)
+        granters = build_granters(aws, identity_center(aws, catalog), engine=engine, margin=margin)
         reconciler = Reconciler(engine=engine, catalog=catalog, granters=granters, iam=aws.iam, kms=aws.kms)
         try:
             report = reconciler.check()

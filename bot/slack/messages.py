@@ -277,6 +277,8 @@ def alert_text(request: AccessRequest, alert: Alert, *, attempts: int, error: st
     """An alert about owed AWS work that keeps failing."""
     if alert is Alert.SESSIONS_AT_RISK:
         return f"#{request.id} ended, but {error}"
+    if alert is Alert.DENY_CAPACITY:
+        return f":rotating_light: Ending #{request.id}: {error}"
     what = "Lifting the session deny of" if alert is Alert.LIFT_FAILING else "Revoking"
     return f"{what} #{request.id} failed {attempts} times: {error}"
 

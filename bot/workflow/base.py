@@ -31,6 +31,8 @@ class Alert(StrEnum):
     REVOKE_FAILING = "revoke_failing"
     LIFT_FAILING = "lift_failing"
     SESSIONS_AT_RISK = "sessions_at_risk"  # an end succeeded, but something about its session deny needs a person
+    # A role has no room for one more session deny: said at the first refusal, with the figures and the fix.
+    DENY_CAPACITY = "deny_capacity"
 
 
 class Notifier(Protocol):
@@ -142,6 +144,7 @@ def grant_spec(request: AccessRequest, catalog: Catalog, now: datetime) -> Grant
         target_arn=request.target_arn,
         # A resource may opt out of ending open sessions (check-config warns how long they then survive).
         end_sessions=bool(getattr(item, "end_sessions", True)),
+        denied_before=request.sessions_denied_before,
     )
 
 

@@ -4,7 +4,7 @@ An Identity Center assignment is created asynchronously and may finish after the
 undo of a failed grant waits for each recorded creation's final status before it deletes what is there.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-08 03:00:00.000000
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 
 
 revision: str = "0012"
-down_revision: str | None = "0010"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -54,8 +54,8 @@ def test_demo_tells_the_whole_story_offline_in_under_a_minute(tmp_path: Path) ->
     assert out.count("has ended (expired)") == 5
     # The role in the second account: nothing on it while granted, the session deny written there at the end.
     member = [line for line in out.splitlines() if "[AWS] account 222222222222, role deploy" in line]
-    assert [line.rsplit(": ", 1)[1] for line in member] == ["(none)", "(none)", "accessbot-7"], member
-    assert '"Sid": "AccessbotEndSessions"' in out and '"aws:SourceIdentity": "alice"' in out
+    assert [line.rsplit(": ", 1)[1] for line in member] == ["(none)", "(none)", "accessbot-ended-sessions"], member
+    assert '"Sid": "AccessbotEnd' in out and '"aws:SourceIdentity": "alice"' in out
     assert "Activity of #1: 5 calls, 2 writes, 1 AccessDenied" in out and "cloudformation:UpdateStack" in out
     assert list(tmp_path.iterdir()) == [], "the demo left files behind in the working directory"
 

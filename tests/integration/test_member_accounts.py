@@ -16,6 +16,7 @@ from parliament import analyze_policy_string
 from bot.aws.clients import AwsClients
 from bot.aws.errors import AwsError
 from bot.aws.granters import GrantSpec, RoleGranter
+from bot.aws.granters.role_denies import INLINE_NAME
 from bot.catalog import Kind, MemberAccount
 from bot.cli import main
 from bot.wiring import build_granters, in_accounts
@@ -62,16 +63,16 @@ def test_a_role_in_a_listed_account_is_granted_here_and_its_sessions_denied_ther
     ended = roles.revoke(grant, grant.name)
 
     assert world.iam.list_user_policies(UserName="alice")["PolicyNames"] == []
-    deny = member.iam.get_role_policy(RoleName="deploy", PolicyName=grant.name)["PolicyDocument"]
+    deny = member.iam.get_role_policy(RoleName="deploy", PolicyName=INLINE_NAME)["PolicyDocument"]
     assert deny["Statement"][0]["Effect"] == "Deny"
     assert deny["Statement"][0]["Condition"]["StringEquals"] == {"aws:SourceIdentity": "alice"}
-    assert ended.lift_at is not None and ended.note == ""
-    # Kept for the member role's own maximum session duration (7200 s), read there.
-    assert timedelta(seconds=7190) < ended.lift_at - datetime.now(UTC) < timedelta(seconds=7210)
+    assert ended.lift_at is not None and ended.cutoff is not None and ended.note == ""
+    # Kept as at home: 12 hours after its cutoff (console sessions), whatever the member role's maximum.
+    assert ended.lift_at - ended.cutoff == timedelta(hours=12)
     with pytest.raises(ClientError):
-        world.iam.get_role_policy(RoleName="deploy", PolicyName=grant.name)  # nothing of it in the bot's account
+        world.iam.get_role_policy(RoleName="deploy", PolicyName=INLINE_NAME)  # nothing of it in the bot's account
 
-    roles.lift(grant)
+    roles.lift(replace(grant, denied_before=ended.cutoff))
     assert member.iam.list_role_policies(RoleName="deploy")["PolicyNames"] == []
 
 
@@ -281,7 +282,7 @@ def test_an_end_whose_role_cannot_be_assumed_fails_whole_and_succeeds_when_tried
     aws.sts.meta.events.unregister("before-send.sts.AssumeRole", refuse)
     ended = roles.revoke(grant, grant.name)  # the owed end, tried again
     assert ended.lift_at is not None
-    assert member.iam.list_role_policies(RoleName="deploy")["PolicyNames"] == [grant.name]
+    assert member.iam.list_role_policies(RoleName="deploy")["PolicyNames"] == [INLINE_NAME]
 
 
 def test_every_call_made_in_the_member_account_is_allowed_by_the_member_policy(world: World) -> None:

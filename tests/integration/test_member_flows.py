@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from bot.aws.granters.role_denies import INLINE_NAME
 from tests.conftest import Bot
 from tests.integration.flows import approve, catalog_with, file_request
 from tests.integration.test_reconcile import drift_rows, reconcile
@@ -48,7 +49,7 @@ def test_a_role_in_the_member_account_ends_with_a_session_deny_written_there(
     bot.wait_status(request_id, "expired", timeout=10)
 
     assert world.iam.list_user_policies(UserName="alice")["PolicyNames"] == []
-    deny = member.iam.get_role_policy(RoleName="deploy", PolicyName=name)["PolicyDocument"]["Statement"][0]
+    deny = member.iam.get_role_policy(RoleName="deploy", PolicyName=INLINE_NAME)["PolicyDocument"]["Statement"][0]
     assert deny["Effect"] == "Deny" and deny["Condition"]["StringEquals"] == {"aws:SourceIdentity": "alice"}
 
 

@@ -24,6 +24,9 @@ class GrantSpec:
     target_arn: str | None = None
     # Whether ending must also end sessions already open (no other grant of the same access keeps them).
     end_sessions: bool = True
+    # A role's session deny owed by this request: it covers sessions issued before this moment (None: none, or a
+    # deny written before the cutoff was recorded).
+    denied_before: datetime | None = None
 
     @property
     def name(self) -> str:
@@ -39,6 +42,8 @@ class Ended:
     note: str = ""
     # Something a person must hear about although the end succeeded (e.g. sessions that could not be cut).
     warning: str = ""
+    # A role's session deny: the sessions it covers are those issued before this moment.
+    cutoff: datetime | None = None
 
 
 class Granter(Protocol):
