@@ -13,6 +13,7 @@ import pytest
 from bot.aws.granters.base import GrantSpec
 from bot.aws.granters.role import role_policy, session_deny
 from tests.support.aws import ACCOUNT, World
+from tests.support.aws_model.outcome import policies_now, still_held
 from tests.support.aws_model.proxy import AwsModelProxy
 from tests.support.aws_model.sessions import Sessions, User
 
@@ -155,3 +156,22 @@ def test_a_chained_session_keeps_its_source_identity_and_a_deny_reaches_it(
     after = T0 + timedelta(hours=1, seconds=1)
     assert not sessions.usable(chained, after)
     assert sessions.assume_role(chained, world.role_arn, None, after) is None
+
+
+def test_still_held_names_what_would_still_work(world: World, model: AwsModelProxy) -> None:
+    iam = boto3.client("iam")
+    iam.put_role_policy(RoleName="prod-readonly", PolicyName="admin", PolicyDocument=ADMIN)
+    iam.put_user_policy(UserName="alice", PolicyName="grant", PolicyDocument=json.dumps(role_policy(spec(world))))
+    now = T0 + timedelta(minutes=30)
+
+    assert still_held(policies_now(world.iam), world.role_arn, "alice", T0, now) == [
+        f"alice may still assume {world.role_arn}",
+        "a session of alice issued at 2026-01-01T12:00:00Z is not denied on prod-readonly",
+    ]
+    iam.delete_user_policy(UserName="alice", PolicyName="grant")
+    deny = json.dumps(session_deny("alice", now))
+    iam.put_role_policy(RoleName="prod-readonly", PolicyName="end", PolicyDocument=deny)
+    assert still_held(policies_now(world.iam), world.role_arn, "alice", T0, now) == []
+    assert still_held(policies_now(world.iam), world.role_arn, "alice", now, now) == [
+        "a session of alice issued at 2026-01-01T12:30:00Z is not denied on prod-readonly"
+    ]

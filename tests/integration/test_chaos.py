@@ -32,6 +32,7 @@ from bot.store.db import session_scope
 from bot.store.models import AccessRequest, AuditEvent
 from tests.conftest import TOKEN, wait_until
 from tests.support.aws import World, members
+from tests.support.aws_model.outcome import policies_now, still_held
 from tests.support.catalogs import BASIC
 from tests.support.chaos_proxy import ChaosProxy
 from tests.support.fake_slack import FakeSlack
@@ -210,6 +211,11 @@ def run(
         role_ends = {f"accessbot-{r.id}" for r in rows if r.kind == "iam_role" and r.grant_started_at is not None}
         assert role_ends <= session_denies(world), "every role end put a deny of the sessions it had issued"
         assert all(r.sessions_denied_until is not None for r in rows if f"accessbot-{r.id}" in role_ends)
+        # The same, as AWS would decide it: no new session, and a session issued while granted is denied.
+        state, now = policies_now(world.iam), utcnow()
+        left = [p for r in rows if f"accessbot-{r.id}" in role_ends and r.grant_started_at is not None
+                for p in still_held(state, ROLE_ARN, r.iam_user, r.grant_started_at, now)]  # fmt: skip
+        assert left == [], left
         statuses = {r.status for r in rows}
         assert statuses <= {"expired", "revoked", "failed"}, statuses
         with session_scope(engine) as session:

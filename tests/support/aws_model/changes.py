@@ -112,7 +112,8 @@ class PolicyState:
         elif op == "UpdateAssumeRolePolicy":
             self.trust[p["RoleName"]] = document(p["PolicyDocument"])
         elif op == "DeleteRole":
-            for table in (self.trust, self.role_arns, self.role_inline, self.role_attached):
+            tables: tuple[dict[str, Any], ...] = (self.trust, self.role_arns, self.role_inline, self.role_attached)
+            for table in tables:
                 table.pop(p["RoleName"], None)
 
 

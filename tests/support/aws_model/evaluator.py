@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -146,7 +146,7 @@ def _string_like(value: str, wanted: str) -> bool:
     return wildcard(wanted, value)
 
 
-_OPERATORS = {
+_OPERATORS: dict[str, Callable[[str, str], bool]] = {
     "StringEquals": _string_equals,
     "StringNotEquals": _string_equals,
     "StringEqualsIgnoreCase": lambda v, w: v.lower() == w.lower(),

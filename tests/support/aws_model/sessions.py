@@ -67,7 +67,8 @@ Caller = User | Session
 
 def iso(moment: datetime) -> str:
     """A moment as request context keys carry it: UTC, ISO 8601, whole seconds."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # the database may hand back naive UTC
+    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Sessions:
