@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     accessbot_lease_seconds: float = Field(default=8.0, ge=1, le=3600)
     # How often the scheduler compares the database with AWS and alerts on drift; 0 turns it off.
     accessbot_reconcile_seconds: float = Field(default=3600.0, ge=0, le=7 * 86400)
+    # How long IAM may take to apply a policy change everywhere (IAM User Guide, troubleshooting: "Changes that I
+    # make are not always immediately visible"): a role's session deny covers sessions issued this long after it.
+    accessbot_iam_propagation_seconds: float = Field(default=300.0, ge=0)
     port: int = Field(default=3000, ge=0, le=65535)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -78,7 +78,8 @@ class Runtime:
         metrics = Metrics()
         metrics.watch_active_grants(lambda: active_grants(engine))
         center = identity_center(aws, catalog)
-        granters = build_granters(aws, center)
+        margin = timedelta(seconds=settings.accessbot_iam_propagation_seconds)
+        granters = build_granters(aws, center, engine=engine, margin=margin)
         client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=10)
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         tuning = tuning or Tuning(lease=timedelta(seconds=settings.accessbot_lease_seconds))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from functools import partial
+
 from botocore.exceptions import NoRegionError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -16,11 +19,12 @@ from bot.aws.granters import (
     RoleGranter,
     SsoGroupGranter,
 )
+from bot.aws.granters.role import DEFAULT_MARGIN
 from bot.aws.identity_center import Center
 from bot.catalog import Catalog, Kind
 from bot.errors import ConfigError
 from bot.store import schema
-from bot.store.db import is_sqlite, make_engine
+from bot.store.db import hold_lock, is_sqlite, make_engine
 
 
 def aws_clients() -> AwsClients:
@@ -37,13 +41,19 @@ def identity_center(aws: AwsClients, catalog: Catalog | None) -> Center:
 
 
 def build_granters(
-    aws: AwsClients, center: Center | None = None, *, polling: Polling | None = None
+    aws: AwsClients,
+    center: Center | None = None,
+    *,
+    polling: Polling | None = None,
+    engine: Engine | None = None,
+    margin: timedelta = DEFAULT_MARGIN,
 ) -> dict[Kind, Granter]:
-    """One granter per kind of access, on the given clients."""
+    """One granter per kind of access, on the given clients (a role's denies locked in `engine`, when given)."""
     center = center or Center(aws.sso_admin, None)
+    role_lock = partial(hold_lock, engine) if engine is not None else None
     return {
         Kind.IAM_GROUP: GroupGranter(aws.iam),
-        Kind.IAM_ROLE: RoleGranter(aws.iam),
+        Kind.IAM_ROLE: RoleGranter(aws.iam, margin=margin, lock=role_lock),
         Kind.KMS_KEY: KeyGranter(aws.kms),
         Kind.SSO_PERMISSION_SET: PermissionSetGranter(aws.sso_admin, center, polling=polling),
         Kind.SSO_GROUP: SsoGroupGranter(aws.identitystore, center),

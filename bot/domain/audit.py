@@ -33,6 +33,10 @@ class AuditAction(StrEnum):
     UNDONE = "undone"
     LIFT_FAILED = "lift_failed"
     SESSIONS_DENY_LIFTED = "sessions_deny_lifted"
+    # A new grant of the same role to the same person took over an earlier end's deny (its own end covers it).
+    SESSIONS_DENY_SUPERSEDED = "sessions_deny_superseded"
+    # Reconcile found an owed deny gone from its role (or with an earlier cutoff), and put it back.
+    SESSIONS_DENY_RESTORED = "sessions_deny_restored"
     ALERT = "alert"
     # extensions
     EXTENSION_REQUESTED = "extension_requested"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from bot.aws.errors import AwsError
 from bot.catalog import load_catalog
 from bot.config import Settings
@@ -16,7 +18,8 @@ def command(settings: Settings, *, fix: bool) -> int:
     engine = open_database(settings.database_url)
     try:
         aws = aws_clients()
-        granters = build_granters(aws, identity_center(aws, catalog))
+        margin = timedelta(seconds=settings.accessbot_iam_propagation_seconds)
+        granters = build_granters(aws, identity_center(aws, catalog), engine=engine, margin=margin)
         reconciler = Reconciler(engine=engine, catalog=catalog, granters=granters, iam=aws.iam, kms=aws.kms)
         try:
             report = reconciler.check()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -14,6 +15,7 @@ from bot.catalog import Catalog, Kind
 from bot.clock import utcnow
 from bot.domain.audit import AuditAction
 from bot.reconcile import snapshot
+from bot.reconcile.denies import DENY_THING, missing_denies
 from bot.reconcile.drift import compare
 from bot.reconcile.repair import Repairer
 from bot.reconcile.report import MAX_ALERT_LINES, Report, alerts
@@ -59,7 +61,8 @@ class Reconciler:
         database, aws = snapshot.take(
             self.engine, self.catalog, iam=self._iam, kms=self._kms, now=self._clock(), granters=self._granters
         )
-        return Report(checked=len(database.owed), drift=tuple(compare(database, aws, self.catalog)))
+        denies = missing_denies(self.engine, self.catalog, self._granters, self._clock())
+        return Report(checked=len(database.owed), drift=tuple(compare(database, aws, self.catalog) + denies))
 
     def fix(self, report: Report) -> Report:
         """Re-apply missing grants and remove orphans; audit each repair."""
@@ -76,6 +79,11 @@ class Reconciler:
         report = self.check()
         if not report.unresolved:
             return report
+        # An owed session deny gone from its role is put back at once: sessions it covers may be live.
+        denies = replace(report, drift=tuple(d for d in report.drift if d.thing == DENY_THING))
+        if denies.drift:
+            restored = self.fix(denies).fixes
+            log.warning("reconcile put back %d session deny(s)", sum(f.done for f in restored))
         log.warning("reconcile found %d drift(s) between the database and AWS", report.unresolved)
         with session_scope(self.engine) as session:
             queries.record_audit(

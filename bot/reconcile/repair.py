@@ -21,6 +21,7 @@ from bot.aws.errors import AwsError
 from bot.aws.granters import Granter, GrantSpec
 from bot.catalog import Catalog, Kind
 from bot.domain.audit import AuditAction
+from bot.reconcile.denies import DENY_THING, restore
 from bot.reconcile.report import Drift, Fix, Problem, Report
 from bot.reconcile.snapshot import owed
 from bot.store import queries
@@ -57,6 +58,9 @@ class Repairer:
                 fixes.append(Fix(drift, "left alone: not the bot's", True))
                 continue
             try:
+                if drift.thing == DENY_THING:
+                    fixes.append(restore(self._engine, self._catalog, self._granters, drift, self._clock()))
+                    continue
                 fixes.append(self._reapply(drift) if drift.problem is Problem.MISSING else self._remove(drift))
             except AwsError as exc:
                 log.warning("reconcile could not repair %s: %s", drift.line, exc)

@@ -268,6 +268,8 @@ def acknowledgement_nag_text(request: AccessRequest) -> str:
 
 def alert_text(request: AccessRequest, alert: Alert, *, attempts: int, error: str) -> str:
     """An alert about owed AWS work that keeps failing."""
+    if alert is Alert.DENY_CAPACITY:
+        return f":rotating_light: Ending #{request.id}: {error}"
     what = "Lifting the session deny of" if alert is Alert.LIFT_FAILING else "Revoking"
     return f"{what} #{request.id} failed {attempts} times: {error}"
 

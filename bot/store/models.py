@@ -76,8 +76,10 @@ class AccessRequest(SQLModel, table=True):
     activated_at: datetime | None = None
     expires_at: datetime | None = None
     ended_at: datetime | None = None
-    # A role's deny of sessions issued before the end stays until then (the role's maximum session duration).
+    # A role's deny of sessions issued before the end stays until then (the cutoff plus 12 hours).
     sessions_denied_until: datetime | None = None
+    # The cutoff of the role's session deny owed until sessions_denied_until: sessions issued before it are denied.
+    sessions_denied_before: datetime | None = None
     # Failed AWS work (a revoke, an undo, lifting a deny) is tried again at this moment; nothing moves it later.
     retry_at: datetime | None = None
     warned_at: datetime | None = None

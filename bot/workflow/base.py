@@ -30,6 +30,8 @@ class Alert(StrEnum):
 
     REVOKE_FAILING = "revoke_failing"
     LIFT_FAILING = "lift_failing"
+    # A role has no room for one more session deny: said at the first refusal, with the figures and the fix.
+    DENY_CAPACITY = "deny_capacity"
 
 
 class Notifier(Protocol):
@@ -139,6 +141,7 @@ def grant_spec(request: AccessRequest, catalog: Catalog, now: datetime) -> Grant
         require_mfa=bool(item and item.require_mfa),
         operations=item.operations if isinstance(item, KeyResource) else (),
         target_arn=request.target_arn,
+        denied_before=request.sessions_denied_before,
     )
 
 

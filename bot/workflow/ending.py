@@ -6,12 +6,14 @@ Called by GrantService.advance with the request's locks held; what AWS refuses s
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session
 
 from bot.aws.errors import AwsError
 from bot.aws.granters import Ended
+from bot.aws.granters.role_store import CAPACITY_CODE
 from bot.catalog import Kind
 from bot.domain.audit import AuditAction
 from bot.domain.lifecycle import Status
@@ -98,7 +100,7 @@ class Ends:
             return
         with session_scope(self.ctx.engine) as session:
             row = self.ctx.locked(request.id, session)
-            row.sessions_denied_until = row.retry_at = None
+            row.sessions_denied_until = row.sessions_denied_before = row.retry_at = None
             queries.record_audit(
                 session=session,
                 actor=SYSTEM,
@@ -107,6 +109,26 @@ class Ends:
                 at=self.ctx.clock(),
             )
             self.ctx.reschedule(row)
+
+    def take_over_denies(self, session: Session, row: AccessRequest, now: datetime) -> None:
+        """This grant removes the person's session deny from the role (RoleGranter.grant): earlier ends owe it no more.
+
+        Committed with the grant's intent, before AWS is asked: from here on this request holds the role for the
+        person, and its own end (or, should the grant fail, its undo) writes the deny again with a cutoff no
+        earlier than theirs. The access lock held for the step serialises this with their lifts.
+        """
+        for earlier in queries.denies_of(row, session=session):
+            queries.record_audit(
+                session=session,
+                actor=SYSTEM,
+                action=AuditAction.SESSIONS_DENY_SUPERSEDED,
+                request_id=earlier.id,
+                at=now,
+                by=row.id,
+                cutoff=earlier.sessions_denied_before,
+            )
+            earlier.sessions_denied_until = earlier.sessions_denied_before = None
+            self.ctx.reschedule(earlier)
 
     def remove(self, request: AccessRequest, *, kept: bool) -> Ended | None:
         """Take the request's access away in AWS (unless another grant keeps it); None when AWS refused."""
@@ -132,6 +154,7 @@ class Ends:
         row.ended_at = now
         row.retry_at = None
         row.sessions_denied_until = ended.lift_at
+        row.sessions_denied_before = ended.cutoff
         self.ctx.reschedule(row)
 
     def tell_ended(self, session: Session, row: AccessRequest, end_status: Status, reason: str | None) -> None:
@@ -154,7 +177,9 @@ class Ends:
             self.ctx.reschedule(row)
             queries.record_audit(session=session, actor=SYSTEM, action=action, request_id=request_id, at=now,
                                  attempts=row.attempts, error=str(error))  # fmt: skip
-            alert = row.attempts == self.ctx.tuning.alert_after
+            # A role with no room for the deny is said at once: only a person can make room.
+            full = error.code == CAPACITY_CODE
+            alert = row.attempts == (1 if full else self.ctx.tuning.alert_after)
             if alert:
                 queries.record_audit(
                     session=session,
@@ -165,6 +190,7 @@ class Ends:
                     error=str(error),
                 )
                 kind = Alert.LIFT_FAILING if action is AuditAction.LIFT_FAILED else Alert.REVOKE_FAILING
+                kind = Alert.DENY_CAPACITY if full else kind
                 self.ctx.alert(row, kind, attempts=row.attempts, error=str(error), session=session)
         work = "lifting the session deny" if action is AuditAction.LIFT_FAILED else "revoke"
         if alert:
@@ -179,6 +205,8 @@ def _noted(ended: Ended) -> dict[str, Any]:
     details: dict[str, Any] = {}
     if ended.lift_at is not None:
         details["sessions_denied_until"] = ended.lift_at
+    if ended.cutoff is not None:
+        details["sessions_denied_before"] = ended.cutoff
     if ended.note:
         details["note"] = ended.note
     return details

@@ -293,6 +293,8 @@ class GrantService:
             row.grant_started_at = now
             row.expires_at = now + timedelta(seconds=row.duration_seconds)
             row.target_arn = spec.target_arn
+            if Kind(row.kind) is Kind.IAM_ROLE:
+                self._ends.take_over_denies(session, row, now)
             where: dict[str, Any] = {"target_arn": spec.target_arn} if spec.target_arn else {}
             queries.record_audit(
                 session=session,

@@ -24,6 +24,9 @@ class GrantSpec:
     target_arn: str | None = None
     # Whether ending must also end sessions already open (no other grant of the same access keeps them).
     end_sessions: bool = True
+    # A role's session deny owed by this request: it covers sessions issued before this moment (None: none, or a
+    # deny written before the cutoff was recorded).
+    denied_before: datetime | None = None
 
     @property
     def name(self) -> str:
@@ -37,6 +40,8 @@ class Ended:
 
     lift_at: datetime | None = None
     note: str = ""
+    # A role's session deny: the sessions it covers are those issued before this moment.
+    cutoff: datetime | None = None
 
 
 class Granter(Protocol):

@@ -1,17 +1,24 @@
 """The right to assume an IAM role: an inline user policy with a time condition, and a session deny at the end."""
+# The deny's documents are built in role_denies (pure) and kept in AWS by role_store.
 
 from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.aws.errors import AwsError, aws_call
+from bot.aws.granters import role_store
 from bot.aws.granters.base import Ended, GrantSpec, account_of, iso, role_name
+from bot.aws.granters.role_denies import LIFT_AFTER, Slot, merged, pruned, without
 from bot.clock import utcnow
+
+# How long AWS may take to apply a policy change everywhere (ACCESSBOT_IAM_PROPAGATION_SECONDS).
+DEFAULT_MARGIN = timedelta(minutes=5)
+Lock = Callable[[str], AbstractContextManager[object]]
 
 
 def role_policy(spec: GrantSpec) -> dict[str, Any]:
@@ -40,43 +47,33 @@ def role_policy(spec: GrantSpec) -> dict[str, Any]:
     }
 
 
-def session_deny(iam_user: str, ended_at: datetime) -> dict[str, Any]:
-    """A role policy that denies everything to the user's sessions issued before the end."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "AccessbotEndSessions",
-                "Effect": "Deny",
-                "Action": "*",
-                "Resource": "*",
-                "Condition": {
-                    "StringEquals": {"aws:SourceIdentity": iam_user},
-                    "DateLessThan": {"aws:TokenIssueTime": iso(ended_at)},
-                },
-            }
-        ],
-    }
-
-
 def managed_deny_arn(role_arn: str, name: str) -> str:
-    """Where a session deny lives when the role's inline policies are full."""
+    """Where a request's own session deny lived when the role's inline policies were full (before one per person)."""
     return f"arn:aws:iam::{account_of(role_arn)}:policy/accessbot/{name}"
 
 
 class RoleGranter:
-    """The right to assume an IAM role, as an inline user policy with a time condition."""
+    """The right to assume an IAM role, as an inline user policy with a time condition; a deny on the role at the end.
+
+    `margin`: how long IAM may take to apply a change (see revoke). `lock(key)`: held around every read and
+    write of a role's denies; the default serialises threads of this process only, so the composition root
+    passes one the database holds across replicas.
+    """
 
     shared = False
 
-    # How long a role's maximum session duration is taken as read (GetRole costs a call on every end).
-    SESSION_LIMIT_CACHE = 60.0
-
-    def __init__(self, iam: Any, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        iam: Any,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        margin: timedelta = DEFAULT_MARGIN,
+        lock: Lock | None = None,
+    ) -> None:
         self._iam = iam
         self._clock = clock
-        self._longest: dict[str, tuple[float, int]] = {}
-        self._guard = threading.Lock()
+        self.margin = margin
+        self._lock = lock or _local_lock
 
     def locate(self, spec: GrantSpec) -> str | None:
         """Refuse a role that does not exist (IAM itself accepts a policy naming any ARN)."""
@@ -95,8 +92,15 @@ class RoleGranter:
             raise
 
     def grant(self, spec: GrantSpec) -> str | None:
-        """Write (or rewrite) the inline policy, once the role is known to exist."""
+        """Write (or rewrite) the inline policy, once the role is known to exist; an earlier end's deny goes first.
+
+        A deny left by an earlier end of the same role for the same person would also deny the sessions of this
+        grant (their source identity is the same): it goes, since this grant's own end covers every session
+        issued before it again. Should this grant fail, its undo is an end like any other and writes the deny
+        again, with a cutoff no earlier than the one removed here.
+        """
         self._require_role(spec)
+        self.undeny(spec, None)
         try:
             with aws_call("iam:PutUserPolicy"):
                 self._iam.put_user_policy(
@@ -141,66 +145,107 @@ class RoleGranter:
             )
 
     def revoke(self, spec: GrantSpec, grant_ref: str | None) -> Ended:
-        """Delete the inline policy, then deny the user's sessions issued before now on the role.
+        """Deny the user's sessions on the role first, then delete the inline policy.
 
-        Deleting the policy stops new AssumeRole calls only; the deny ends sessions already open. It stays
-        until the role's maximum session duration has passed, when no session it covers can be alive.
+        IAM is eventually consistent: a change can take a while to apply everywhere (IAM User Guide,
+        Troubleshooting IAM, "Changes that I make are not always immediately visible"). So the deny is in place
+        before the allow goes, and covers every session issued before the later of the end and the moment it is
+        written, plus the margin: a session that re-assumes the role (with the source identity carried over)
+        before the deny applies gets a session the deny still covers, however late the bot is. Whatever the
+        allow let through until its deletion applied is covered too: the deny is written again should the
+        deletion return after the cutoff minus the margin.
         """
+        if not spec.end_sessions:
+            self._delete_allow(spec)
+            return Ended(note="another grant of this role to the same user keeps its sessions")
+        if account_of(spec.target) != account_of(spec.iam_user_arn):
+            self._delete_allow(spec)
+            return Ended(note=f"the role is in account {account_of(spec.target)}: its open sessions end on their own")
+        try:
+            cutoff = self.deny(spec, self._cutoff(spec))
+        except AwsError as exc:
+            if exc.gone:
+                self._delete_allow(spec)
+                return Ended(note="the role no longer exists, and its sessions with it")
+            if exc.code == role_store.CAPACITY_CODE:
+                self._delete_allow(spec)  # no new session at least; the end stays owed and an alert goes out
+            raise
+        self._delete_allow(spec)
+        later = self._cutoff(spec)
+        if later > cutoff:  # the deletion returned late: what the allow let through meanwhile is covered too
+            cutoff = self.deny(spec, later)
+        # Never lifted before every session it covers has expired by itself (12 hours; see LIFT_AFTER).
+        return Ended(lift_at=cutoff + LIFT_AFTER, cutoff=cutoff)
+
+    def _cutoff(self, spec: GrantSpec) -> datetime:
+        """The later of the end and now, plus the margin, in whole seconds rounded up (as IAM compares them).
+
+        The end is the expiry, or the moment an early revoke was asked: neither is later than now, when the
+        bot does it (an undo's expiry may lie ahead, but its allow could only have been used until now).
+        """
+        moment = max(min(spec.expires_at, self._clock()), self._clock()) + self.margin
+        return moment.replace(microsecond=0) + (timedelta(seconds=1) if moment.microsecond else timedelta(0))
+
+    def _delete_allow(self, spec: GrantSpec) -> None:
         try:
             with aws_call("iam:DeleteUserPolicy"):
                 self._iam.delete_user_policy(UserName=spec.iam_user, PolicyName=spec.name)
         except AwsError as exc:
             if not exc.gone:
                 raise
-        if not spec.end_sessions:
-            return Ended(note="another grant of this role to the same user keeps its sessions")
+
+    def deny(self, spec: GrantSpec, cutoff: datetime) -> datetime:
+        """Make sure the role denies the user's sessions issued before `cutoff`; return the cutoff it now has.
+
+        One statement per person: a later cutoff replaces an earlier one, an earlier one changes nothing.
+        """
+        with self._lock(f"role-denies:{spec.target}"):
+            found = role_store.read(self._iam, role_name(spec.target), spec.target)
+            layout = merged(pruned(found.layout, self._clock()), spec.iam_user, cutoff, inline_room=found.inline_room)
+            try:
+                role_store.write(self._iam, found, layout)
+            except AwsError as exc:
+                if exc.code not in ("LimitExceeded", "LimitExceededException") or len(layout) > len(found.layout):
+                    raise
+                # The role's other inline policies grew meanwhile: the inline document counts as full.
+                found.inline_room = 0
+                layout = merged(pruned(found.layout, self._clock()), spec.iam_user, cutoff, inline_room=0)
+                role_store.write(self._iam, found, layout)
+        return next(slot[spec.iam_user] for slot in layout if spec.iam_user in slot)
+
+    def denied(self, role_arn: str) -> Slot:
+        """Every person the role denies sessions to, with the cutoff (empty when the role is gone)."""
+        with self._lock(f"role-denies:{role_arn}"):
+            try:
+                found = role_store.read(self._iam, role_name(role_arn), role_arn)
+            except AwsError as exc:
+                if exc.gone:
+                    return {}
+                raise
+        return {user: cutoff for slot in found.layout for user, cutoff in slot.items()}
+
+    def undeny(self, spec: GrantSpec, up_to: datetime | None) -> None:
+        """Remove the user's deny from the role if its cutoff is not later than `up_to` (None: any cutoff)."""
         if account_of(spec.target) != account_of(spec.iam_user_arn):
-            return Ended(note=f"the role is in account {account_of(spec.target)}: its open sessions end on their own")
-        # Whole seconds, rounded up: every session issued before the policy was deleted is covered.
-        ended = self._clock().replace(microsecond=0) + timedelta(seconds=1)
-        role = role_name(spec.target)
-        try:
-            longest = self._longest_session(role)
-        except AwsError as exc:
-            if exc.gone:
-                return Ended(note="the role no longer exists, and its sessions with it")
-            raise
-        document = json.dumps(session_deny(spec.iam_user, ended))
-        try:
-            with aws_call("iam:PutRolePolicy"):
-                self._iam.put_role_policy(RoleName=role, PolicyName=spec.name, PolicyDocument=document)
-        except AwsError as exc:
-            if exc.code not in ("LimitExceeded", "LimitExceededException"):
+            return
+        with self._lock(f"role-denies:{spec.target}"):
+            try:
+                found = role_store.read(self._iam, role_name(spec.target), spec.target)
+            except AwsError as exc:
+                if exc.gone:
+                    return
                 raise
-            self._deny_as_managed_policy(spec, role, document)
-        return Ended(lift_at=ended + timedelta(seconds=longest))
-
-    def _longest_session(self, role: str) -> int:
-        """The role's maximum session duration in seconds (read at most once a minute per role)."""
-        with self._guard:
-            cached = self._longest.get(role)
-        if cached is not None and time.monotonic() - cached[0] < self.SESSION_LIMIT_CACHE:
-            return cached[1]
-        with aws_call("iam:GetRole"):
-            longest = int(self._iam.get_role(RoleName=role)["Role"].get("MaxSessionDuration") or 3600)
-        with self._guard:
-            self._longest[role] = (time.monotonic(), longest)
-        return longest
-
-    def _deny_as_managed_policy(self, spec: GrantSpec, role: str, document: str) -> None:
-        """The role's inline policies are full (10,240 characters): put the deny in a managed policy instead."""
-        arn = managed_deny_arn(spec.target, spec.name)
-        try:
-            with aws_call("iam:CreatePolicy"):
-                self._iam.create_policy(PolicyName=spec.name, Path="/accessbot/", PolicyDocument=document)
-        except AwsError as exc:
-            if exc.code != "EntityAlreadyExists":
-                raise
-        with aws_call("iam:AttachRolePolicy"):
-            self._iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+            role_store.write(self._iam, found, without(found.layout, spec.iam_user, up_to))
 
     def lift(self, spec: GrantSpec) -> None:
-        """Remove the session deny (inline, or the managed policy it was put in when the role was full)."""
+        """Remove the session deny once no session it covers can be alive; a later cutoff (a later end) stays."""
+        if spec.denied_before is not None:
+            self.undeny(spec, spec.denied_before)
+            return
+        self._lift_legacy(spec)
+
+    def _lift_legacy(self, spec: GrantSpec) -> None:
+        """A deny written before the denies were one statement per person: its own policy, named after the request."""
         role = role_name(spec.target)
         try:
             with aws_call("iam:DeleteRolePolicy"):
@@ -220,3 +265,16 @@ class RoleGranter:
             except AwsError as exc:
                 if not exc.gone:
                     raise
+
+
+_local_locks: dict[str, threading.Lock] = {}
+_local_guard = threading.Lock()
+
+
+@contextmanager
+def _local_lock(key: str) -> Iterator[None]:
+    """A lock of this process only, per key (tests and single-process use)."""
+    with _local_guard:
+        lock = _local_locks.setdefault(key, threading.Lock())
+    with lock:
+        yield

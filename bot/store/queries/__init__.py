@@ -3,6 +3,7 @@
 from bot.store.queries.audit import audit_events, audit_trail, last_audit_at, record_audit, revoke_reason
 from bot.store.queries.behalf import filed_for_others_since
 from bot.store.queries.claims import claim_due, next_due_at, renew_claim, renew_claims
+from bot.store.queries.denies import denies_of, owed_denies
 from bot.store.queries.holding import (
     bot_group_pairs,
     granted_target_arns,
@@ -59,6 +60,7 @@ __all__ = [
     "bot_sso_additions",
     "claim_due",
     "claim_posts",
+    "denies_of",
     "drop_posts",
     "filed_for_others_since",
     "filed_from",
@@ -85,6 +87,7 @@ __all__ = [
     "open_votes",
     "other_holders",
     "others_may_hold",
+    "owed_denies",
     "post_failed",
     "posts_owed",
     "record_audit",
