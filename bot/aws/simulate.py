@@ -21,7 +21,8 @@ from typing import Any
 
 from bot.aws.errors import AwsError, aws_call
 from bot.aws.granters.base import GrantSpec, account_of, iso
-from bot.aws.granters.role import role_policy, session_deny
+from bot.aws.granters.role import role_policy
+from bot.aws.granters.role_denies import session_deny
 from bot.catalog import Catalog, RoleResource
 
 # Made-up IAM user names: the simulator evaluates documents, so nobody needs to exist under these names.

@@ -11,7 +11,8 @@ import boto3
 import pytest
 
 from bot.aws.granters.base import GrantSpec
-from bot.aws.granters.role import role_policy, session_deny
+from bot.aws.granters.role import role_policy
+from bot.aws.granters.role_denies import session_deny
 from tests.support.aws import ACCOUNT, World
 from tests.support.aws_model.outcome import policies_now, still_held
 from tests.support.aws_model.proxy import AwsModelProxy
