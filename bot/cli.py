@@ -34,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("migrate", help="upgrade the database schema to the newest revision")
     checking = sub.add_parser("check-config", help="validate the settings and the catalog, and check AWS")
     checking.add_argument("--no-aws", action="store_true", help="validate offline: skip the AWS checks")
+    checking.add_argument(
+        "--simulate", action="store_true", help="also ask IAM's policy simulator about the policies the bot writes"
+    )
     sub.add_parser("demo", help="play a short story offline: the real app, a stand-in Slack and moto")
     drift = sub.add_parser("reconcile", help="compare the database with AWS; exit 1 on drift")
     drift.add_argument("--fix", action="store_true", help="remove orphans and re-apply missing grants")
@@ -62,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return reconcile(settings, fix=args.fix)
         if args.command == "check-config":
-            return check_config(settings, aws=not args.no_aws)
+            return check_config(settings, aws=not args.no_aws, simulate=args.simulate)
         handler = {"serve": serve, "worker": worker, "migrate": migrate, "demo": demo}
         return handler[args.command](settings)
     except ConfigError as exc:
@@ -79,14 +82,17 @@ def migrate(settings: Settings) -> int:
     return 0
 
 
-def check_config(settings: Settings, *, aws: bool = True) -> int:
+def check_config(settings: Settings, *, aws: bool = True, simulate: bool = False) -> int:
     """Validate the catalog, then check each resource and static identity in AWS; one line each.
 
     Exits 0 when nothing is wrong, 1 when AWS disagrees with the catalog, 2 when the catalog itself
-    is invalid or AWS cannot be asked at all. `aws=False` validates the catalog file alone (offline).
+    is invalid or AWS cannot be asked at all. `aws=False` validates the catalog file alone (offline);
+    `simulate=True` adds the policy simulator's decisions on the documents the bot writes (a mismatch is a problem).
     """
     catalog = load_catalog(settings.accessbot_catalog)
     where = f"catalog {settings.accessbot_catalog}: {len(catalog.resources)} resource(s)"
+    if simulate and not aws:
+        raise ConfigError("check-config: --simulate asks AWS's policy simulator, so it cannot go with --no-aws")
     if not aws:
         for account, member in catalog.accounts.items():
             print(f"ok   accounts.{account}: the bot assumes {member.role_arn}")
@@ -123,6 +129,13 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
     for line in _ticket_lines(catalog):
         print(line)
     problems = sum(r.outcome is Outcome.PROBLEM for r in results)
+    if simulate:
+        from bot.aws.simulate import simulate_catalog
+
+        cases = simulate_catalog(catalog, clients.iam, account)
+        for case in cases:
+            print(case.line)
+        problems += sum(not case.ok for case in cases)
     if problems:
         print(f"{where}: {problems} problem(s) in AWS account {account}")
         return 1

@@ -33,6 +33,7 @@ from bot.store.db import session_scope
 from bot.store.models import AccessRequest, AuditEvent
 from tests.conftest import TOKEN, wait_until
 from tests.support.aws import World, members
+from tests.support.aws_model.outcome import policies_now, still_held
 from tests.support.catalogs import BASIC
 from tests.support.chaos_proxy import ChaosProxy
 from tests.support.fake_slack import FakeSlack
@@ -213,6 +214,13 @@ def run(
         owed = [(r, r.sessions_denied_before) for r in rows if r.kind == "iam_role" and r.sessions_denied_before]
         assert all(denies[r.iam_user] >= cutoff for r, cutoff in owed), "each owed deny at its cutoff at least"
         assert all(r.sessions_denied_until is not None for r, _cutoff in owed)
+        role_ends = [r for r in rows if r.kind == "iam_role" and r.grant_started_at is not None]
+        assert role_ends
+        # Every role end denies the sessions it had issued, as AWS would decide on what IAM holds (the deny's
+        # name and layout are the bot's business): no new session, and a session issued while granted denied.
+        state, now = policies_now(world.iam), utcnow()
+        left = [p for r in role_ends for p in still_held(state, ROLE_ARN, r.iam_user, r.grant_started_at, now)]
+        assert left == [], left
         statuses = {r.status for r in rows}
         assert statuses <= {"expired", "revoked", "failed"}, statuses
         with session_scope(engine) as session:
