@@ -229,6 +229,7 @@ def play(out: Callable[[str], None] = print) -> None:
         stack.callback(runtime.stop)
         assert runtime.http is not None
         sender = SlackSender(runtime.http.url, secret, slack.base + "/response/")
+        slack.answers_to = sender.answers_to  # one dict: every command and click registers where it answers
         Story(runtime, slack, sender, aws, out).tell()
         took = time.monotonic() - started
         out(f"\nThe story took {took:.1f}s, all on 127.0.0.1: no network, no credentials, nothing kept.")

@@ -42,6 +42,9 @@ def test_demo_tells_the_whole_story_offline_in_under_a_minute(tmp_path: Path) ->
     assert re.search(r"#access-approvals · accessbot\n(    │ .*\n)*    │ \[Approve\]  \[Deny\]\n", out), out
     assert "Access request #1" in out and "Waiting for approval: 0 of 1." in out
     assert "You cannot approve or deny your own request #1." in out
+    # Private answers through a command's or a click's response_url say where they are and who sees them.
+    assert "#general · accessbot · only @alice can see this" in out
+    assert "┌ # ·" not in out and "only @ can see this" not in out, out
     assert "Denied by @carol" in out and "was denied by @carol" in out
     assert "Approved by @bob" in out and "Approved by @carol" in out
 
