@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # How often the scheduler compares the database with AWS and alerts on drift; 0 turns it off.
     accessbot_reconcile_seconds: float = Field(default=3600.0, ge=0, le=7 * 86400)
     port: int = Field(default=3000, ge=0, le=65535)
+    # On-call approval (catalog `auto_approve: {on_call: {pagerduty: ...}}`): a REST API token, and where the API is.
+    accessbot_pagerduty_token: str | None = Field(default=None, min_length=1, repr=False)
+    accessbot_pagerduty_url: str = Field(default="https://api.pagerduty.com", pattern=r"^https?://\S+$")
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

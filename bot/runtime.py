@@ -23,6 +23,8 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from bot.httpserver import HttpServer
 from bot.metrics import Metrics
+from bot.oncall.checker import OnCallChecker
+from bot.oncall.pagerduty import PagerDuty
 from bot.reconcile import Reconciler
 from bot.scheduler import ExpiryScheduler
 from bot.slack.app import build_app
@@ -106,6 +108,13 @@ class Runtime:
             metrics=metrics,
             tuning=tuning,
         )
+        token = settings.accessbot_pagerduty_token
+        checker = OnCallChecker(
+            pagerduty=PagerDuty(settings.accessbot_pagerduty_url, token) if token else None,
+            email_of=directory.email_of,
+            group_members=directory.expand,
+        )
+        workflow.ctx.on_call = checker.check
         background = Background()
         bolt = build_app(
             client=client,
