@@ -100,12 +100,24 @@ def check_config(settings: Settings, *, aws: bool = True) -> int:
         print(result.line)
     for line in _ticket_lines(catalog):
         print(line)
-    problems = sum(r.outcome is Outcome.PROBLEM for r in results)
+    problems = sum(r.outcome is Outcome.PROBLEM for r in results) + _on_call_problems(settings, catalog)
     if problems:
         print(f"{where}: {problems} problem(s) in AWS account {account}")
         return 1
     print(f"{where}, no problems in AWS account {account}")
     return 0
+
+
+def _on_call_problems(settings: Settings, catalog: Catalog) -> int:
+    """Print the on-call checks (PagerDuty token, schedules, policies); the number of problems."""
+    from bot.oncall.checks import check_on_call
+    from bot.oncall.pagerduty import PagerDuty
+
+    token, url = settings.accessbot_pagerduty_token, settings.accessbot_pagerduty_url
+    checks = check_on_call(catalog, PagerDuty(url, token) if token else None)
+    for check in checks:
+        print(check.line)
+    return sum(not c.ok for c in checks)
 
 
 def _ticket_lines(catalog: Catalog) -> list[str]:

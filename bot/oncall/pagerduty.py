@@ -73,6 +73,10 @@ class PagerDuty:
         entries = _list(self._get("/oncalls", query), "oncalls")
         return frozenset(str(e["user"]["id"]) for e in entries if int(e.get("escalation_level", 0)) == level)
 
+    def check_token(self) -> None:
+        """Raise PagerDutyError unless PagerDuty accepts the token (one user listed)."""
+        _list(self._get("/users", [("limit", "1")]), "users")
+
     def schedule_name(self, schedule_id: str) -> str:
         """The schedule's name; PagerDutyError when there is no such schedule."""
         return str(_object(self._get(f"/schedules/{_quote(schedule_id)}", []), "schedule")["name"])

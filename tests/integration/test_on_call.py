@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli import main
 from bot.testing.fake_pagerduty import FakePagerDuty
 from tests.conftest import Bot, wait_until
 from tests.support.aws import World, members
@@ -147,3 +148,29 @@ def test_a_member_of_the_on_call_slack_user_group_is_approved_at_once(on_call_bo
     assert "on call for the Slack user group" in said
     on_call_bot.wait_status(alice, "active")
     assert on_call_bot.status(bob) == "pending"
+
+
+def test_check_config_checks_the_token_and_that_each_schedule_and_policy_exists(
+    world: World,
+    catalog_file: Path,
+    pagerduty: FakePagerDuty,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    catalog = BASIC[: BASIC.index("  ghost-group:")] + ON_CALL.replace("[PPOLICY1]", "[PPOLICY1, PGONE]")
+    catalog_file.write_text(catalog)
+    monkeypatch.setenv("ACCESSBOT_CATALOG", str(catalog_file))
+    monkeypatch.setenv("ACCESSBOT_PAGERDUTY_URL", pagerduty.url)
+    monkeypatch.setenv("ACCESSBOT_PAGERDUTY_TOKEN", pagerduty.token)
+    assert main(["check-config"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    key = "payments-policy.auto_approve.on_call.pagerduty.escalation_policies"
+    assert "ok   ACCESSBOT_PAGERDUTY_TOKEN: PagerDuty accepts it" in out
+    assert "ok   payments-admins.auto_approve.on_call.pagerduty.schedules: schedule PSCHED1 (payments-primary)" in out
+    assert f"ok   {key}: escalation policy PPOLICY1 (payments-escalation)" in out
+    assert f"FAIL {key}: escalation policy PGONE: PagerDuty answered HTTP 404 (does it exist?)" in out
+
+    monkeypatch.setenv("ACCESSBOT_PAGERDUTY_TOKEN", "wrong")
+    catalog_file.write_text(BASIC[: BASIC.index("  ghost-group:")] + ON_CALL)
+    assert main(["check-config"]) == 1
+    assert "FAIL ACCESSBOT_PAGERDUTY_TOKEN: PagerDuty answered HTTP 401" in capsys.readouterr().out.splitlines()
