@@ -21,6 +21,8 @@ EMOJI = {
     ":warning:": "⚠️",
     ":rotating_light:": "🚨",
     ":leftwards_arrow_with_hook:": "↩️",
+    ":robot_face:": "🤖",
+    ":grey_question:": "❔",
 }
 
 

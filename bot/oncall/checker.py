@@ -41,6 +41,11 @@ class OnCallChecker:
             decisions.append(pd_user if isinstance(pd_user, OnCallDecision) else decide(pd_user, self._rotas(on_call)))
         return combine(decisions)
 
+    def forget(self) -> None:
+        """Drop PagerDuty's cached answers (the demo and the benchmark's cold runs)."""
+        if self._pagerduty is not None:
+            self._pagerduty.forget()
+
     def _slack_group(self, group: str) -> Rota:
         try:
             return Rota(f"the Slack user group <!subteam^{group}>", self._group_members(frozenset({group})))

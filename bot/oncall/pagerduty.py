@@ -28,6 +28,7 @@ from typing import Any
 
 TIMEOUT_SECONDS = 3.0  # a request waits for on-call at most about this long per call, then goes to people
 CACHE_SECONDS = 60.0  # who is on call changes at hand-offs; a minute late at worst
+NAME_SECONDS = 3600.0  # a schedule's or policy's name, for the notes people read: rarely changes
 ACCEPT = "application/vnd.pagerduty+json;version=2"
 
 
@@ -52,7 +53,7 @@ class PagerDuty:
         self._timeout = timeout
         self._ttl = cache_seconds
         self._monotonic = monotonic
-        self._cache: dict[str, tuple[float, Any]] = {}
+        self._cache: dict[str, tuple[float, Any]] = {}  # path and query -> (read at, answer)
         self._lock = threading.Lock()
 
     def users_by_email(self, email: str) -> list[tuple[str, str]]:
@@ -73,6 +74,11 @@ class PagerDuty:
         entries = _list(self._get("/oncalls", query), "oncalls")
         return frozenset(str(e["user"]["id"]) for e in entries if int(e.get("escalation_level", 0)) == level)
 
+    def forget(self) -> None:
+        """Drop the cached answers about users and on-call (names are kept): the next question asks again."""
+        with self._lock:
+            self._cache = {k: v for k, v in self._cache.items() if _is_name(k)}
+
     def check_token(self) -> None:
         """Raise PagerDutyError unless PagerDuty accepts the token (one user listed)."""
         _list(self._get("/users", [("limit", "1")]), "users")
@@ -90,7 +96,7 @@ class PagerDuty:
         now = self._monotonic()
         with self._lock:
             hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self._ttl:
+        if hit is not None and now - hit[0] < (NAME_SECONDS if _is_name(key) else self._ttl):
             return hit[1]
         url = self._base + path + ("?" + urllib.parse.urlencode(query) if query else "")
         request = urllib.request.Request(url, headers={"Authorization": f"Token token={self._token}", "Accept": ACCEPT})
@@ -104,6 +110,12 @@ class PagerDuty:
         with self._lock:
             self._cache[key] = (now, body)
         return body
+
+
+def _is_name(key: str) -> bool:
+    """Whether a cache key is a schedule or policy itself (its name), not a list of users."""
+    parts = key.split("?", 1)[0].strip("/").split("/")
+    return len(parts) == 2 and parts[0] in ("schedules", "escalation_policies")
 
 
 def _now_window() -> tuple[str, str]:

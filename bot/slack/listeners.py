@@ -276,7 +276,7 @@ def _filed_text(request: Any) -> str:
     return (
         f"Request #{request.id} for *{request.resource}* ({messages.duration_of(request)}"
         f"{messages.starting(request)}){beneficiary} is waiting for approval in <#{request.approval_channel}>."
-        + (f" ({messages.capitalized(request.on_call_note)}.)" if request.on_call_note else "")
+        + (f" {messages.capitalized(request.on_call_note)}." if request.on_call_note else "")
     )
 
 

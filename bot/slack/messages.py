@@ -225,7 +225,7 @@ def requester_text(request: AccessRequest, event: str, note: str | None = None) 
     if event in ("approved", "scheduled") and request.auto_approved and request.on_call_note:
         text = text.replace(f"approved by {_mentions(request.decided_by)}", f"approved: {request.on_call_note}")
     if event == "filed" and request.on_call_note:
-        text += f" ({escape(request.on_call_note)}.)"
+        text += f" {escape(capitalized(request.on_call_note))}."
     if event == "filed" and request.warning:
         text = f"{warning_line(request.warning)}\n{text}"
     if request.filed_by and event in ("filed", "approved", "scheduled"):

@@ -54,7 +54,10 @@ def test_demo_tells_the_whole_story_offline_in_under_a_minute(tmp_path: Path) ->
         assert states[1] != "(none)" and "alice" in states[1] + out, (kind, states)  # granted
         assert states[-1] == "(none)", (kind, states)  # taken away at expiry
     assert '"aws:CurrentTime"' in out and "accessbot-" in out
-    assert out.count("has ended (expired)") == 4
+    assert out.count("has ended (expired)") == 5  # the four kinds, and the on-call grant
+    # On call in (fake) PagerDuty: approved at once; then the schedule cannot be read: to people, saying why.
+    assert "Approved: on call for payments-primary." in out
+    assert "On-call could not be checked (payments-primary: PagerDuty answered HTTP 500)" in out
     assert list(tmp_path.iterdir()) == [], "the demo left files behind in the working directory"
 
 
