@@ -4,14 +4,27 @@ then PagerDuty cannot read the schedule, and the next request goes to people, sa
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from bot.demo.standin import Person
 from bot.store import queries
 from bot.store.db import session_scope
 from bot.testing.fake_pagerduty import FakePagerDuty
 
-if TYPE_CHECKING:
-    from bot.demo.story import Story
+
+class Story(Protocol):
+    """What this chapter uses of bot.demo.story.Story (which imports this module, so not the class itself)."""
+
+    runtime: Any
+    out: Any
+
+    def step(self, title: str) -> None: ...
+    def say(self, who: Person, text: str) -> None: ...
+    def command(self, who: Person, text: str) -> Any: ...
+    def settle(self) -> None: ...
+    def wait_status(self, request_id: int, status: str, *, timeout: float = 15.0) -> None: ...
+    def show_aws(self, *kinds: str, expect: bool | None = None) -> None: ...
+
 
 SCHEDULE = "PDEMO01"
 ON_CALL_CATALOG = f"""
@@ -34,14 +47,12 @@ def fake_pagerduty(emails: dict[str, str], on_call: str) -> FakePagerDuty:
     return fake
 
 
-def tell_on_call(story: Story, pagerduty: FakePagerDuty, grant: str) -> None:
+def tell_on_call(story: Story, pagerduty: FakePagerDuty, grant: str, alice: Person, failed: type[Exception]) -> None:
     """The chapter: approved at once while on call; sent to people when the schedule cannot be read."""
-    from bot.demo.story import ALICE
-
     story.step("Alice is on call in PagerDuty (schedule payments-primary): she asks for payments-oncall")
-    before = _latest(story, ALICE.user_id)
-    story.say(ALICE, f"request payments-oncall {grant} hotfix for the failing refunds")
-    with_on_call = _newer(story, ALICE.user_id, before)
+    before = _latest(story, alice.user_id)
+    story.say(alice, f"request payments-oncall {grant} hotfix for the failing refunds")
+    with_on_call = _newer(story, alice.user_id, before, failed)
     story.wait_status(with_on_call, "active")
     story.settle()
     story.show_aws("iam_group", expect=True)
@@ -49,7 +60,7 @@ def tell_on_call(story: Story, pagerduty: FakePagerDuty, grant: str) -> None:
     story.step("PagerDuty fails to read the schedule: Alice's next request goes to the approvers, saying why")
     pagerduty.failing.add(SCHEDULE)
     pagerduty_cache_clear(story)
-    story.command(ALICE, f"request payments-oncall {grant} follow-up on the refunds")
+    story.command(alice, f"request payments-oncall {grant} follow-up on the refunds")
     story.out(f"  (waiting for the on-call grant #{with_on_call} to end)")
     story.wait_status(with_on_call, "expired", timeout=30)
     story.settle()
@@ -69,13 +80,11 @@ def _latest(story: Story, user: str) -> int:
     return newest[0].id or 0 if newest else 0
 
 
-def _newer(story: Story, user: str, than: int, timeout: float = 10.0) -> int:
+def _newer(story: Story, user: str, than: int, failed: type[Exception], timeout: float = 10.0) -> int:
     """The user's request filed after request `than` (filing answers through response_url, a moment later)."""
-    from bot.demo.story import DemoFailed
-
     deadline = time.monotonic() + timeout
     while (found := _latest(story, user)) <= than:
         if time.monotonic() > deadline:
-            raise DemoFailed("the on-call request was not stored")
+            raise failed("the on-call request was not stored")
         time.sleep(0.05)
     return found

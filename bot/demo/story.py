@@ -236,7 +236,7 @@ def play(out: Callable[[str], None] = print) -> None:
         slack.answers_to = sender.answers_to  # one dict: every command and click registers where it answers
         story = Story(runtime, slack, sender, aws, out)
         story.tell()
-        tell_on_call(story, pagerduty, GRANT)
+        tell_on_call(story, pagerduty, GRANT, ALICE, DemoFailed)
         took = time.monotonic() - started
         out(f"\nThe story took {took:.1f}s, all on 127.0.0.1: no network, no credentials, nothing kept.")
 

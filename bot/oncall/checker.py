@@ -41,10 +41,10 @@ class OnCallChecker:
             decisions.append(pd_user if isinstance(pd_user, OnCallDecision) else decide(pd_user, self._rotas(on_call)))
         return combine(decisions)
 
-    def forget(self) -> None:
-        """Drop PagerDuty's cached answers (the demo and the benchmark's cold runs)."""
+    def forget(self, *, names: bool = False) -> None:
+        """Drop PagerDuty's cached answers (the demo, and the benchmark's cold runs with `names`)."""
         if self._pagerduty is not None:
-            self._pagerduty.forget()
+            self._pagerduty.forget(names=names)
 
     def _slack_group(self, group: str) -> Rota:
         try:
@@ -67,21 +67,21 @@ class OnCallChecker:
     def _rotas(self, on_call: OnCall) -> list[Rota]:
         assert self._pagerduty is not None and on_call.pagerduty is not None
         pd, config = self._pagerduty, on_call.pagerduty
-        rotas: list[Rota] = []
-        for schedule in config.schedules:
-            rotas.append(self._read(schedule, pd.schedule_name, lambda s=schedule: pd.schedule_on_call(s)))
         level = config.escalation_level
-        for policy in config.escalation_policies:
-            rotas.append(self._read(policy, pd.policy_name, lambda p=policy: pd.policy_on_call(p, level)))
+        rotas = [self._read(s, pd.schedule_name, pd.schedule_on_call) for s in config.schedules]
+        rotas += [
+            self._read(p, pd.policy_name, lambda policy: pd.policy_on_call(policy, level))
+            for p in config.escalation_policies
+        ]
         return rotas
 
-    def _read(self, object_id: str, name_of: Callable[[str], str], on_call: Callable[[], frozenset[str]]) -> Rota:
+    def _read(self, object_id: str, name_of: Callable[[str], str], on_call_of: Callable[[str], frozenset[str]]) -> Rota:
         try:
             name = name_of(object_id)
         except UNREADABLE:
             name = object_id  # the rota is still named in the note, by its ID
         try:
-            return Rota(name, on_call())
+            return Rota(name, on_call_of(object_id))
         except UNREADABLE as exc:
             log.warning("PagerDuty on-call of %s could not be read: %s", object_id, exc)
             return Rota(name, None, _why(exc))

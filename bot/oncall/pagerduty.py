@@ -74,10 +74,10 @@ class PagerDuty:
         entries = _list(self._get("/oncalls", query), "oncalls")
         return frozenset(str(e["user"]["id"]) for e in entries if int(e.get("escalation_level", 0)) == level)
 
-    def forget(self) -> None:
-        """Drop the cached answers about users and on-call (names are kept): the next question asks again."""
+    def forget(self, *, names: bool = False) -> None:
+        """Drop the cached answers about users and on-call (and names too, when `names`): asked again next."""
         with self._lock:
-            self._cache = {k: v for k, v in self._cache.items() if _is_name(k)}
+            self._cache = {k: v for k, v in self._cache.items() if _is_name(k) and not names}
 
     def check_token(self) -> None:
         """Raise PagerDutyError unless PagerDuty accepts the token (one user listed)."""

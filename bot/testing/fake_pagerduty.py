@@ -86,10 +86,11 @@ class FakePagerDuty:
         if len(parts) == 2 and parts[0] in ("schedules", "escalation_policies"):
             schedule_asked = parts[0] == "schedules"
             kind, table = ("schedule", self.schedules) if schedule_asked else ("escalation_policy", self.policies)
-            found = table.get(parts[1])
-            if found is None:
+            rotation = table.get(parts[1])
+            if rotation is None:
                 return 404, _not_found(), parts[1]
-            return 200, {kind: {"id": parts[1], "type": kind, "name": found.name, "summary": found.name}}, parts[1]
+            name = rotation.name
+            return 200, {kind: {"id": parts[1], "type": kind, "name": name, "summary": name}}, parts[1]
         if parts == ["oncalls"]:
             ids = query.get("escalation_policy_ids[]", [])
             entries = [

@@ -62,6 +62,7 @@ def filed(bot: Bot, user: str, text: str) -> tuple[int, str]:
     return int(found.group(1)), said
 
 
+@pytest.mark.both_databases
 def test_the_engineer_on_call_in_the_schedule_is_approved_at_once_and_every_record_names_the_schedule(
     on_call_bot: Bot, slack: FakeSlack, world: World, pagerduty: FakePagerDuty
 ) -> None:
