@@ -128,7 +128,7 @@ def check_config(settings: Settings, *, aws: bool = True, simulate: bool = False
         print(result.line)
     for line in _ticket_lines(catalog):
         print(line)
-    problems = sum(r.outcome is Outcome.PROBLEM for r in results)
+    problems = sum(r.outcome is Outcome.PROBLEM for r in results) + _on_call_problems(settings, catalog)
     if simulate:
         from bot.aws.simulate import simulate_catalog
 
@@ -153,6 +153,18 @@ def activity_checks(settings: Settings, members: MemberAccounts | None = None) -
     regions = settings.activity_regions(own)
     listed = members.listed if members is not None else []
     return lookup_checks(client_for, regions) + member_lookup_checks(member_trails(members), listed, regions)
+
+
+def _on_call_problems(settings: Settings, catalog: Catalog) -> int:
+    """Print the on-call checks (PagerDuty token, schedules, policies); the number of problems."""
+    from bot.oncall.checks import check_on_call
+    from bot.oncall.pagerduty import PagerDuty
+
+    token, url = settings.accessbot_pagerduty_token, settings.accessbot_pagerduty_url
+    checks = check_on_call(catalog, PagerDuty(url, token) if token else None)
+    for check in checks:
+        print(check.line)
+    return sum(not c.ok for c in checks)
 
 
 def _ticket_lines(catalog: Catalog) -> list[str]:

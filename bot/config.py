@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # always immediately visible"): a session deny's cutoff is the end plus this, and it is lifted this late.
     accessbot_iam_propagation_seconds: float = Field(default=300.0, ge=0, le=86400)
     port: int = Field(default=3000, ge=0, le=65535)
+    # On-call approval (catalog `auto_approve: {on_call: {pagerduty: ...}}`): a REST API token, and where the API is.
+    accessbot_pagerduty_token: str | None = Field(default=None, min_length=1, repr=False)
+    accessbot_pagerduty_url: str = Field(default="https://api.pagerduty.com", pattern=r"^https?://\S+$")
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     # Activity reports (bot/activity): the wait for CloudTrail's delivery, the Regions read, the page bound.

@@ -25,6 +25,8 @@ from bot.config import Settings
 from bot.errors import ConfigError, UserError
 from bot.httpserver import HttpServer
 from bot.metrics import Metrics
+from bot.oncall.checker import OnCallChecker
+from bot.oncall.pagerduty import PagerDuty
 from bot.reconcile import Reconciler
 from bot.scheduler import ExpiryScheduler
 from bot.slack.app import build_app
@@ -120,6 +122,13 @@ class Runtime:
             acknowledgers=lambda r: _acknowledgers(catalog, directory, r),
             members=aws.members,
         )
+        token = settings.accessbot_pagerduty_token
+        checker = OnCallChecker(
+            pagerduty=PagerDuty(settings.accessbot_pagerduty_url, token) if token else None,
+            email_of=directory.email_of,
+            group_members=directory.expand,
+        )
+        workflow.ctx.on_call = checker.check
         background = Background()
         bolt = build_app(
             activity=activity,

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from bot.catalog.oncall import OnCall
 from bot.catalog.tickets import Ticket, check_pattern, check_ticket_url, find_ticket
 from bot.durations import parse_duration
 
@@ -61,11 +62,19 @@ class Kind(StrEnum):
 
 
 class AutoApprove(BaseModel):
-    """`auto_approve: {max_duration: 30m}`: requests up to that long need no person."""
+    """`auto_approve: {max_duration: 30m}`: requests up to that long need no person; with `on_call`, only
+    when the requester is on call right now (up to max_duration when set, else the resource's)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_duration: Duration
+    max_duration: Duration | None = None
+    on_call: OnCall | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> AutoApprove:
+        if self.max_duration is None and self.on_call is None:
+            raise ValueError("auto_approve: set max_duration or on_call")
+        return self
 
 
 class RateLimit(BaseModel):
@@ -112,6 +121,13 @@ class Settings(BaseModel):
     # A regex the reason must contain (a ticket reference), and a link to that ticket; null turns a default off.
     reason_pattern: ReasonPattern | None = None
     ticket_url: TicketUrl | None = None
+    # Shown in the request form, the requester's confirmation and at the top of the approval message.
+    warning: str | None = Field(default=None, min_length=1, max_length=300)
+    # Who is mentioned in the approval message and reminders (default: the approvers); anyone of the
+    # approvers may still approve.
+    notify: tuple[ApproverRef, ...] = ()
+    # In defaults: an auto-approved request posts no approval message (the audit channel still hears of it).
+    quiet_auto_approvals: bool = False
 
     def ticket_in(self, reason: str) -> Ticket | None:
         """The ticket reference `reason` holds (linked where `ticket_url` is set), or None."""
@@ -121,8 +137,13 @@ class Settings(BaseModel):
     def auto_approve_max(self) -> timedelta | None:
         """The longest duration approved without a person, or None when nothing is."""
         if isinstance(self.auto_approve, AutoApprove):
-            return self.auto_approve.max_duration
+            return self.auto_approve.max_duration or self.max_duration
         return self.max_duration if self.auto_approve else None
+
+    @property
+    def on_call(self) -> OnCall | None:
+        """Where on-call is looked up, when auto-approval needs the requester on call; else None."""
+        return self.auto_approve.on_call if isinstance(self.auto_approve, AutoApprove) else None
 
 
 class ResourceBase(Settings):
@@ -317,6 +338,14 @@ class Catalog(BaseModel):
         """The ticket reference in a request's reason, as the resource's current settings find and link it."""
         resource = self.resources.get(name)
         return resource.ticket_in(reason) if resource is not None else None
+
+    def notified_of(self, name: str, *, escalated: bool = False) -> frozenset[str]:
+        """Slack user and user-group IDs mentioned in the approval message and reminders (`notify`, else the
+        approvers), with escalate_to once escalated."""
+        resource = self.resources[name]
+        if not resource.notify:
+            return self.approvers_of(name, escalated=escalated)
+        return self._flatten(resource.notify + (resource.escalate_to if escalated else ()))
 
     def requesters_of(self, name: str) -> frozenset[str] | None:
         """Slack user and user-group IDs that may request the resource, or None for everyone."""

@@ -17,7 +17,9 @@ CATALOG = f"""  member-deploy:
     role_arn: arn:aws:iam::{MEMBER}:role/deploy
     description: Deploy in the second account
     approvers: [platform]
-accounts:
+"""
+# The top-level block that lists the second account: it goes after every resource of the catalog.
+ACCOUNTS = f"""accounts:
   "{MEMBER}": {{role_arn: "{MEMBER_ROLE}", external_id: accessbot-demo}}
 """
 

@@ -21,6 +21,8 @@ EMOJI = {
     ":warning:": "⚠️",
     ":rotating_light:": "🚨",
     ":leftwards_arrow_with_hook:": "↩️",
+    ":robot_face:": "🤖",
+    ":grey_question:": "❔",
 }
 
 
@@ -42,6 +44,9 @@ class Workspace(FakeSlack):
         self.channels = channels
         self._out = out
         self._unshown: list[Call] = []
+        # response_url -> (user, channel) it answers (the demo's SlackSender.answers_to): Slack itself knows
+        # where a response_url's answer goes; the recorded call does not say.
+        self.answers_to: dict[str, tuple[str, str]] = {}
 
     @property
     def api_url(self) -> str:
@@ -82,7 +87,9 @@ class Workspace(FakeSlack):
         return "\n".join([f"    ┌ {where}", *(f"    │ {line}" for line in lines or ["(empty)"]), "    └"])
 
     def _where(self, call: Call) -> str:
-        channel = call.channel
+        channel, user = call.channel, str(call.args.get("user", ""))
+        if call.method == "response_url":
+            user, channel = self.answers_to.get(str(call.args.get("response_url", "")), (user, channel))
         if call.method == "views.open":
             view = call.args.get("view") or {}
             return f"dialog “{_text(view.get('title'))}” · [{_text(view.get('submit')) or 'Submit'}] [Cancel]"
@@ -93,7 +100,7 @@ class Workspace(FakeSlack):
         if call.method == "chat.update":
             return f"{place} · accessbot · (message updated)"
         if call.method in ("chat.postEphemeral", "response_url"):
-            return f"{place} · accessbot · only @{self.name(str(call.args.get('user', '')))} can see this"
+            return f"{place} · accessbot · only @{self.name(user)} can see this"
         return f"{place} · accessbot"
 
     def _body(self, args: dict[str, Any]) -> list[str]:

@@ -15,8 +15,10 @@ from typing import Any
 from bot.clock import utcnow
 from bot.config import Settings
 from bot.demo import activity, member
+from bot.demo.oncall import ON_CALL_CATALOG, fake_pagerduty, tell_on_call
 from bot.demo.standin import Person, Workspace, reply_of
 from bot.demo.world import (
+    ACCOUNTS,
     ALICE,
     APPROVALS,
     BOB,
@@ -60,9 +62,10 @@ def play(out: Callable[[str], None] = print) -> None:
         trail = stack.enter_context(activity.offline_cloudtrail())
         aws = seed()
         slack = stack.enter_context(Workspace(PEOPLE, CHANNELS, out))
+        pagerduty = stack.enter_context(fake_pagerduty({p.user_id: p.email for p in PEOPLE}, on_call=ALICE.user_id))
         slack.timezones = {ALICE.user_id: "Europe/Paris"}  # her Slack time zone: `start=09:00` is 09:00 in Paris
         secret = secrets.token_hex(16)
-        (scratch / "catalog.yaml").write_text(CATALOG)
+        (scratch / "catalog.yaml").write_text(CATALOG + ON_CALL_CATALOG + ACCOUNTS)
         settings = Settings(
             slack_bot_token="xoxb-demo-" + secrets.token_hex(8),
             slack_signing_secret=secret,
@@ -74,13 +77,18 @@ def play(out: Callable[[str], None] = print) -> None:
             accessbot_sweep_seconds=1.0,
             accessbot_activity_delay=activity.NO_DELAY,
             port=0,
+            accessbot_pagerduty_token=pagerduty.token,
+            accessbot_pagerduty_url=pagerduty.url,
         )
         runtime = Runtime.build(settings, tuning=Tuning(retry_base=timedelta(seconds=0.5), lease=timedelta(seconds=5)))
         runtime.start(host="127.0.0.1", port=0)
         stack.callback(runtime.stop)
         assert runtime.http is not None
         sender = SlackSender(runtime.http.url, secret, slack.base + "/response/")
-        Story(runtime, slack, sender, aws, out, trail).tell()
+        slack.answers_to = sender.answers_to  # one dict: every command and click registers where it answers
+        story = Story(runtime, slack, sender, aws, out, trail)
+        story.tell()
+        tell_on_call(story, pagerduty, GRANT, ALICE, DemoFailed)
         took = time.monotonic() - started
         out(f"\nThe story took {took:.1f}s, all on 127.0.0.1: no network, no credentials, nothing kept.")
 

@@ -70,6 +70,7 @@ resources:
 """
     + member.CATALOG
 )
+ACCOUNTS = member.ACCOUNTS  # after the last resource (the on-call chapter adds one)
 
 
 @dataclass(frozen=True)

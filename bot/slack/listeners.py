@@ -270,16 +270,25 @@ def _user(body: dict[str, Any]) -> str:
 
 
 def _filed(request: Any) -> str:
+    """The requester's confirmation, the resource's warning (if any) first."""
+    text = _filed_text(request)
+    return f"{messages.warning_line(request.warning)}\n{text}" if request.warning else text
+
+
+def _filed_text(request: Any) -> str:
     if request.break_glass:
         return f"Break-glass #{request.id}: *{request.resource}* is being granted now; the approvers are told."
     if request.auto_approved:
         beneficiary = f" for <@{request.requester_id}>" if request.filed_by else ""
         then = f"it starts at {messages.when(request.starts_at)}" if request.starts_at else "granting it now"
+        if request.on_call_note:
+            return f"Request #{request.id} for *{request.resource}* is approved: {request.on_call_note}; {then}."
         return f"Request #{request.id} for *{request.resource}*{beneficiary} is auto-approved; {then}."
     beneficiary = f" for <@{request.requester_id}>" if request.filed_by else ""
     return (
         f"Request #{request.id} for *{request.resource}* ({messages.duration_of(request)}"
         f"{messages.starting(request)}){beneficiary} is waiting for approval in <#{request.approval_channel}>."
+        + (f" {messages.capitalized(request.on_call_note)}." if request.on_call_note else "")
     )
 
 

@@ -22,10 +22,13 @@ ACTION_CANCEL = "accessbot_cancel"
 
 Blocks = list[dict[str, Any]]
 SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+SLACK_GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
 
 
 def mention(user: str) -> str:
-    """A Slack user mention; an actor that is no Slack user (`cli:alice`, the bot) as plain text."""
+    """A Slack user (or user-group) mention; an actor that is no Slack user (`cli:alice`, the bot) as plain text."""
+    if SLACK_GROUP.match(user):
+        return f"<!subteam^{user}>"
     return f"<@{user}>" if SLACK_USER.match(user) else f"`{escape(user)}`"
 
 
@@ -76,6 +79,14 @@ def approval_blocks(request: AccessRequest, votes: list[Vote], ticket: Ticket | 
         {"type": "section", "text": {"type": "mrkdwn", "text": _headline(request)}, "fields": _fields(request, ticket)},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": progress(request, votes)}]},
     ]
+    if request.warning:  # at the top: the approver reads it before anything else
+        blocks.insert(0, {"type": "section", "text": {"type": "mrkdwn", "text": warning_line(request.warning)}})
+    if request.on_call_note and not request.auto_approved:
+        note = f":grey_question: {escape(capitalized(request.on_call_note))}, so it waits for a person."
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
+    if request.notify and deciding(request):
+        who = " ".join(mention(n) for n in request.notify.split(",") if n)
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"For {who}"}]})
     buttons = []
     if deciding(request):
         value = f"{request.id}:{request.extension_round}"
@@ -85,6 +96,16 @@ def approval_blocks(request: AccessRequest, votes: list[Vote], ticket: Ticket | 
     if buttons:
         blocks.append({"type": "actions", "block_id": f"decide-{request.id}", "elements": buttons})
     return blocks
+
+
+def warning_line(warning: str) -> str:
+    """A resource's warning, as shown in the form, the confirmation and the approval message."""
+    return f":warning: *{escape(warning)}*"
+
+
+def capitalized(text: str) -> str:
+    """The text with its first letter in upper case (notes are kept in lower case to fit mid-sentence)."""
+    return text[:1].upper() + text[1:]
 
 
 def deciding(request: AccessRequest) -> bool:
@@ -186,6 +207,8 @@ def progress(request: AccessRequest, votes: list[Vote]) -> str:
     if request.break_glass:
         ack = request.acknowledged_by
         return f"Acknowledged by {mention(ack)}." if ack else ":warning: Needs acknowledgement by an approver."
+    if request.auto_approved and request.on_call_note:
+        return f":robot_face: Approved: {escape(request.on_call_note)}."
     if request.auto_approved:
         return ":robot_face: Auto-approved (within the catalog's auto_approve limit)."
     approved_by = f":white_check_mark: Approved by {who or _mentions(request.decided_by)}"
@@ -204,6 +227,12 @@ KMS_LINGERS = "AWS KMS may keep honouring the grant for a few minutes while the 
 def requester_text(request: AccessRequest, event: str, note: str | None = None) -> str:
     """The DM the requester gets at each step (an operator's note, such as a revoke reason, appended)."""
     text = _requester_text(request, event)
+    if event in ("approved", "scheduled") and request.auto_approved and request.on_call_note:
+        text = text.replace(f"approved by {_mentions(request.decided_by)}", f"approved: {request.on_call_note}")
+    if event == "filed" and request.on_call_note:
+        text += f" {escape(capitalized(request.on_call_note))}."
+    if event == "filed" and request.warning:
+        text = f"{warning_line(request.warning)}\n{text}"
     if request.filed_by and event in ("filed", "approved", "scheduled"):
         text += f" {mention(request.filed_by)} filed it for you."
     if event == "ended" and request.status == Status.REVOKED and request.ended_by:
@@ -383,4 +412,6 @@ def audit_line(request: AccessRequest, event: str, note: str | None = None) -> s
         line += f" Reason: {escape(note)}"
     if request.filed_by:
         line += f" (Filed by {mention(request.filed_by)} for {mention(request.requester_id)}.)"
+    if event == "active" and request.auto_approved and request.on_call_note:
+        line = line.replace(f"approved by {_mentions(request.decided_by)}", f"approved: {request.on_call_note}")
     return line

@@ -29,7 +29,7 @@ from sqlmodel import Session, col
 
 from bot.catalog.tickets import Ticket
 from bot.clock import utcnow
-from bot.domain.schedule import retry_delay
+from bot.domain.slack_backoff import outage_delay, retry_after_delay
 from bot.metrics import Metrics
 from bot.slack import messages
 from bot.store import queries
@@ -92,7 +92,8 @@ class Outbox:
         self._held: set[int] = set()  # posts queued or being sent here: never claimed twice, their lease renewed
         self._sent: list[int] = []
         self._sent_at = time.monotonic()
-        self._paused_until = 0.0  # monotonic: Slack asked us to wait (429 Retry-After) until then
+        # method -> monotonic: Slack asked us to wait (429 Retry-After) until then; its limits are per method
+        self._paused_until: dict[str, float] = {}
         # (request, line) with an earlier post this process could not send (yet): see queries.line_of
         self._stalled: set[tuple[int, str]] = set()
         self._held_back: set[int] = set()  # requests with a held-back post anywhere, as of the pump's last poll
@@ -223,7 +224,7 @@ class Outbox:
             with self._lock:
                 self._unsent.append(post.id)
             return
-        self._wait_for_slack()
+        self._wait_for_slack(post.method)
         line = (post.request_id or 0, queries.line_of(post.render, post.payload))
         looked = pumped or line in self._stalled or post.request_id in self._held_back
         if looked:
@@ -263,9 +264,9 @@ class Outbox:
         with session_scope(self._engine) as session:
             return queries.waits_behind(post, session=session, besides=sent)
 
-    def _wait_for_slack(self) -> None:
-        """Hold sending while Slack asked for a pause (Retry-After), unless stopping."""
-        while (left := self._paused_until - time.monotonic()) > 0 and not self._stopping.is_set():
+    def _wait_for_slack(self, method: str) -> None:
+        """Hold sending with `method` while Slack asked for a pause of it (Retry-After), unless stopping."""
+        while (left := self._paused_until.get(method, 0.0) - time.monotonic()) > 0 and not self._stopping.is_set():
             time.sleep(min(left, 0.5))
 
     def _render(self, post: SlackPost, *, looked: bool) -> dict[str, Any] | datetime | None:
@@ -333,11 +334,20 @@ class Outbox:
         attempts = post.attempts + 1
         hopeless = error in HOPELESS and attempts >= HOPELESS_ATTEMPTS
         give_up = hopeless or now - (post.requeued_at or post.created_at) >= self._tuning.slack_give_up
-        delay = retry_delay(attempts, self._tuning.slack_retry_base, self._tuning.slack_retry_ceiling)
-        delay = delay * random.uniform(0.8, 1.2)  # replicas that failed together do not retry together
         if retry_after is not None:
-            delay = max(delay, timedelta(seconds=retry_after))
-            self._paused_until = max(self._paused_until, time.monotonic() + retry_after)
+            delay = retry_after_delay(retry_after)  # what Slack asked for, for this method: not a floor under backoff
+            with self._lock:
+                until = time.monotonic() + delay.total_seconds()
+                self._paused_until[post.method] = max(self._paused_until.get(post.method, 0.0), until)
+        else:
+            age = now - (post.requeued_at or post.created_at)
+            delay = outage_delay(
+                attempts,
+                age,
+                base=self._tuning.slack_retry_base,
+                ceiling=self._tuning.slack_retry_ceiling,
+                jitter=random.random(),
+            )
         self._write(
             lambda session: queries.post_failed(
                 post.id or 0,
@@ -380,8 +390,7 @@ class Outbox:
                 self._forget_sent()
                 self._renew_leases()
                 self._read_held_back()
-                if time.monotonic() >= self._paused_until:
-                    self._claim_due()
+                self._claim_due()  # a method Slack paused has its posts due after the pause, and its sender waits
             except Exception:
                 log.exception("Slack outbox: the pump failed; trying again")
             with self._lock:

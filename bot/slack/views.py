@@ -9,7 +9,16 @@ from typing import Any
 from bot.catalog import Catalog
 from bot.durations import format_duration
 from bot.errors import UserError
-from bot.slack.messages import ACTION_APPROVE, ACTION_CANCEL, ACTION_DENY, ACTION_EXTEND, ACTION_REVOKE, button, line
+from bot.slack.messages import (
+    ACTION_APPROVE,
+    ACTION_CANCEL,
+    ACTION_DENY,
+    ACTION_EXTEND,
+    ACTION_REVOKE,
+    button,
+    escape,
+    line,
+)
 from bot.store.models import AccessRequest
 from bot.store.queries.requests import Page
 
@@ -73,6 +82,7 @@ def request_view(catalog: Catalog, names: list[str]) -> View:
         "Request AWS access",
         "Request",
         [
+            *_warnings(catalog, names[:100]),
             _input("resource", "Resource", {"type": "static_select", "options": options}),
             _input("duration", "Duration", _text(initial=default, max_length=20), "e.g. 30m, 2h, 1h30m"),
             _optional(
@@ -86,6 +96,14 @@ def request_view(catalog: Catalog, names: list[str]) -> View:
             _input("reason", "Reason", _text(multiline=True), _ticket_hint(catalog, names)),
         ],
     )
+
+
+def _warnings(catalog: Catalog, names: list[str]) -> list[dict[str, Any]]:
+    """A section naming each offered resource's `warning`, above the choice, so it is read before choosing."""
+    lines = [f":warning: *{escape(n)}*: {escape(w)}" for n in names if (w := catalog.resources[n].warning) is not None]
+    text = "\n".join(lines)
+    text = text if len(text) <= 3000 else text[:2999] + "…"  # Slack's limit for a section's text
+    return [{"type": "section", "block_id": "warnings", "text": {"type": "mrkdwn", "text": text}}] if lines else []
 
 
 def _optional(block: dict[str, Any]) -> dict[str, Any]:

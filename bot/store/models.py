@@ -91,6 +91,13 @@ class AccessRequest(SQLModel, table=True):
     reminders_sent: int = 0
     reminded_at: datetime | None = None
     auto_approved: bool = False
+    # Why on-call did or did not approve it, as people read it ("on call for payments-primary", "PagerDuty
+    # did not answer"), kept with the request: the approval message and the DM are drawn from the row.
+    on_call_note: str | None = Field(default=None, max_length=300)
+    # The resource's `warning` as it was when the request was filed (what the requester was shown).
+    warning: str | None = Field(default=None, max_length=300)
+    # Who the approval message mentions (the resource's `notify`, comma-separated Slack IDs); NULL: nobody.
+    notify: str | None = Field(default=None, max_length=2000)
     break_glass: bool = False
     acknowledged_by: str | None = Field(default=None, max_length=64)
     acknowledged_at: datetime | None = None

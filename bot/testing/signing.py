@@ -32,6 +32,8 @@ class SlackSender:
         self.response_base = response_base  # where response_url points; a fake Slack records it
         self.session = requests.Session()
         self._numbers = itertools.count(1)
+        # response_url -> (user, channel) it answers: whoever shows its answers knows who sees them, and where
+        self.answers_to: dict[str, tuple[str, str]] = {}
 
     def post(
         self,
@@ -59,6 +61,8 @@ class SlackSender:
     ) -> requests.Response:
         """Send `/access <text>` as `user`; like Slack, a fresh trigger and response_url each time unless given."""
         number = next(self._numbers)
+        url = response_url or self.response_url_of(number)
+        self.answers_to[url] = (user, channel)
         body = urlencode(
             {
                 "token": "legacy",
@@ -71,7 +75,7 @@ class SlackSender:
                 "command": "/access",
                 "text": text,
                 "api_app_id": APP,
-                "response_url": response_url or self.response_url_of(number),
+                "response_url": url,
                 "trigger_id": trigger_id or f"{number}.{secrets.token_hex(6)}",  # unique, as Slack's are
             }
         )
@@ -92,6 +96,8 @@ class SlackSender:
         **kw: Any,
     ) -> requests.Response:
         """Click a button in a message as `user`."""
+        response_url = f"{self.response_base}action/{next(self._numbers)}"
+        self.answers_to[response_url] = (user, channel)
         payload = {
             "type": "block_actions",
             "team": {"id": TEAM},
@@ -102,7 +108,7 @@ class SlackSender:
             "channel": {"id": channel},
             "container": {"type": "message", "message_ts": message_ts},
             "message": {"ts": message_ts, "text": "", "blocks": []},
-            "response_url": self.response_base + "action",
+            "response_url": response_url,
             "actions": [
                 {
                     "type": "button",

@@ -10,6 +10,7 @@ from bot.catalog import AnyResource
 from bot.domain import policy
 from bot.domain.audit import AuditAction
 from bot.domain.lifecycle import Status
+from bot.domain.oncall import FILED_FOR_SOMEONE, OnCallDecision
 from bot.durations import DurationError, format_duration, parse_duration
 from bot.errors import UserError
 from bot.starts import StartError, check_start, parse_start
@@ -48,6 +49,19 @@ def enforce_limits(
 def may_request(ctx: Context, user: str, resource: str) -> bool:
     allowed = ctx.catalog.requesters_of(resource)
     return allowed is None or user in ctx.directory.expand(allowed)
+
+
+def on_call(
+    ctx: Context, requester: str, item: Resource, wanted: timedelta, *, break_glass: bool, filed_by: str | None
+) -> OnCallDecision | None:
+    """Whether the requester is on call, for a resource that auto-approves on-call; None when it does not
+    matter (no `on_call`, break-glass, or longer than auto-approval allows: nobody is asked)."""
+    ceiling = item.auto_approve_max
+    if item.on_call is None or break_glass or ceiling is None or wanted > ceiling:
+        return None
+    if filed_by is not None:
+        return FILED_FOR_SOMEONE
+    return ctx.on_call(requester, item.on_call)
 
 
 def auto_approvable(session: Session, requester: str, item: Resource, wanted: timedelta, now: datetime) -> bool:

@@ -18,9 +18,11 @@ from sqlmodel import Session
 from bot.aws.granters import Granter, GrantSpec
 from bot.aws.identity import IdentityResolver
 from bot.catalog import Catalog, Kind
+from bot.catalog.oncall import OnCall
 from bot.clock import utcnow
 from bot.domain.audit import transitioned_to
 from bot.domain.lifecycle import FINAL, Status, transition
+from bot.domain.oncall import OnCallDecision, OnCallReason
 from bot.domain.schedule import Timeline, next_due
 from bot.errors import UserError
 from bot.metrics import Metrics
@@ -71,6 +73,8 @@ class Context:
         self.claims = ClaimKeeper(engine, owner=owner, lease=self.tuning.lease, clock=clock)
         # Where "something is due at this moment" goes: the scheduler's wake-up, once it is connected.
         self.on_due: Callable[[datetime], None] = lambda _when: None
+        # Who is on call (bot.oncall.checker), for `auto_approve: {on_call: ...}`; set by the composition root.
+        self.on_call: Callable[[str, OnCall], OnCallDecision] = _no_on_call
 
     def move(
         self, session: Session, request: AccessRequest, target: Status, actor: str, now: datetime, **details: Any
@@ -142,6 +146,16 @@ class Context:
         late = escalated is not None and (at or self.clock()) >= escalated
         return self.directory.expand(self.catalog.approvers_of(request.resource, escalated=late))
 
+    def notified(self, request: AccessRequest, *, at: datetime | None = None) -> frozenset[str]:
+        """Who the approval message and reminders mention: the resource's `notify` (user groups mentioned as
+        groups), else its approvers as today."""
+        item = self.catalog.resource(request.resource)
+        if item is None or not item.notify:
+            return self.approvers(request, at=at)
+        escalated = self.timeline(request).escalate_at
+        late = escalated is not None and (at or self.clock()) >= escalated
+        return self.catalog.notified_of(request.resource, escalated=late)
+
     def spec(self, request: AccessRequest) -> GrantSpec:
         """What the granter needs for the request."""
         return grant_spec(request, self.catalog, self.clock())
@@ -210,3 +224,7 @@ class Context:
         """Make sure the scheduler wakes for the row's next due time."""
         if row.next_due_at is not None:
             self.on_due(row.next_due_at)
+
+
+def _no_on_call(_user: str, _on_call: OnCall) -> OnCallDecision:
+    return OnCallDecision(OnCallReason.NOT_CONFIGURED, "on-call could not be checked: no on-call lookup configured")

@@ -65,7 +65,8 @@ class ExtensionService:
                 extension=format_duration(more),
                 round=request.extension_round,
             )
-            if checks.auto_approvable(session, actor, item, more, now):
+            # On-call auto-approval is for filing (checked outside any transaction); more time goes to people.
+            if item.on_call is None and checks.auto_approvable(session, actor, item, more, now):
                 self.decide(session, request, SYSTEM, True, [SYSTEM], "auto_approve", now)
             else:
                 self.ctx.notifier.request_filed(request, session=session)  # a new approval message, for this round

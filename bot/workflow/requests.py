@@ -141,6 +141,8 @@ class RequestService:
                 f"{resource} requires MFA, and {whose} IAM user '{user.name}' has no MFA device. "
                 f"Register {one} (IAM console -> Security credentials -> Assign MFA device), then ask again."
             )
+        # Asked before the transaction: PagerDuty or Slack may take seconds, and no row waits on them.
+        on_call = checks.on_call(self.ctx, requester, item, wanted, break_glass=break_glass, filed_by=filed_by)
         now = self.ctx.clock()
         with session_scope(self.ctx.engine) as session:
             checks.enforce_limits(session, requester, item, now, filed_by=filed_by)
@@ -161,6 +163,9 @@ class RequestService:
                 updated_at=now,
                 submission=submission,
                 starts_at=starts_at,
+                warning=item.warning,
+                notify=",".join(sorted(self.ctx.catalog.notified_of(resource))) if item.notify else None,
+                on_call_note=on_call.note if on_call is not None and on_call.unchecked else None,
             )
             session.add(request)
             session.flush()
@@ -168,6 +173,8 @@ class RequestService:
             on_behalf: dict[str, Any] = {"for": requester} if filed_by is not None else {}
             if starts_at is not None:
                 on_behalf["starts_at"] = starts_at.isoformat()
+            if request.on_call_note:
+                on_behalf["on_call"] = request.on_call_note  # why on-call could not approve it
             queries.record_audit(
                 session=session,
                 actor=filed_by or requester,
@@ -185,10 +192,18 @@ class RequestService:
             if break_glass:
                 request.break_glass = True
                 self._approve(session, request, requester, now, how="break_glass")
-            elif filed_by is None and checks.auto_approvable(session, requester, item, wanted, now):
+            elif (
+                filed_by is None
+                and (on_call is None or on_call.approved)
+                and checks.auto_approvable(session, requester, item, wanted, now)
+            ):
                 # Filed for someone else, it always waits for a person: nobody puts access on a teammate unasked.
                 request.auto_approved = True
-                self._approve(session, request, SYSTEM, now, how="auto_approve")
+                if on_call is not None:
+                    request.on_call_note = on_call.note  # "on call for payments-primary"
+                    self._approve(session, request, SYSTEM, now, how="on_call", on_call=on_call.note)
+                else:
+                    self._approve(session, request, SYSTEM, now, how="auto_approve")
             else:
                 self.ctx.reschedule(request)
             self._tell_filed(session, request)
@@ -197,8 +212,12 @@ class RequestService:
 
     def _tell_filed(self, session: Session, request: AccessRequest) -> None:
         """Owe the approval message and the requester's first DM in the filing's own transaction: a request is
-        never filed with nobody told, whatever Slack or a crash does next."""
-        self.ctx.notifier.request_filed(request, session=session)
+        never filed with nobody told, whatever Slack or a crash does next. With `quiet_auto_approvals`, an
+        auto-approved request posts no approval message (the audit channel still gets its grant)."""
+        item = self.ctx.catalog.resource(request.resource)
+        quiet = request.auto_approved and item is not None and item.quiet_auto_approvals
+        if not quiet:
+            self.ctx.notifier.request_filed(request, session=session)
         if request.status != Status.APPROVED:
             self.ctx.notifier.tell_requester(request, "filed", session=session)
         elif self._waits_for_start(request):
@@ -419,8 +438,10 @@ class RequestService:
             and (now or self.ctx.clock()) < request.starts_at
         )
 
-    def _approve(self, session: Session, request: AccessRequest, actor: str, now: datetime, *, how: str) -> None:
-        self.ctx.move(session, request, Status.APPROVED, actor, now, how=how)
+    def _approve(
+        self, session: Session, request: AccessRequest, actor: str, now: datetime, *, how: str, **details: Any
+    ) -> None:
+        self.ctx.move(session, request, Status.APPROVED, actor, now, how=how, **details)
         request.decided_by, request.decided_at = actor, now
         if self._waits_for_start(request, now):
             self.ctx.reschedule(request)  # nothing is owed before the start; the scheduler grants it then

@@ -135,7 +135,7 @@ class SweepService:
         assert loaded.id is not None
         now = self.ctx.clock()
         try:
-            approvers = sorted(a for a in self.ctx.approvers(loaded, at=now) if a != loaded.requester_id)
+            approvers = sorted(a for a in self.ctx.notified(loaded, at=now) if a != loaded.requester_id)
         except UserError:
             approvers = []  # Slack cannot list the approvers now: remind without mentions
         with session_scope(self.ctx.engine) as session:

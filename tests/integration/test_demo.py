@@ -42,6 +42,9 @@ def test_demo_tells_the_whole_story_offline_in_under_a_minute(tmp_path: Path) ->
     assert re.search(r"#access-approvals · accessbot\n(    │ .*\n)*    │ \[Approve\]  \[Deny\]\n", out), out
     assert "Access request #1" in out and "Waiting for approval: 0 of 1." in out
     assert "You cannot approve or deny your own request #1." in out
+    # Private answers through a command's or a click's response_url say where they are and who sees them.
+    assert "#general · accessbot · only @alice can see this" in out
+    assert "┌ # ·" not in out and "only @ can see this" not in out, out
     assert "Denied by @carol" in out and "was denied by @carol" in out
     assert "Approved by @bob" in out and "Approved by @carol" in out
 
@@ -51,12 +54,15 @@ def test_demo_tells_the_whole_story_offline_in_under_a_minute(tmp_path: Path) ->
         assert states[1] != "(none)" and "alice" in states[1] + out, (kind, states)  # granted
         assert states[-1] == "(none)", (kind, states)  # taken away at expiry
     assert '"aws:CurrentTime"' in out and "accessbot-" in out
-    assert out.count("has ended (expired)") == 5
+    assert out.count("has ended (expired)") == 6  # the four kinds, the member role and the on-call grant
     # The role in the second account: nothing on it while granted, the session deny written there at the end.
     member = [line for line in out.splitlines() if "[AWS] account 222222222222, role deploy" in line]
     assert [line.rsplit(": ", 1)[1] for line in member] == ["(none)", "(none)", "accessbot-ended-sessions"], member
     assert '"Sid": "AccessbotEnd' in out and '"aws:SourceIdentity": "alice"' in out
     assert "Activity of #1: 5 calls, 2 writes, 1 AccessDenied" in out and "cloudformation:UpdateStack" in out
+    # On call in (fake) PagerDuty: approved at once; then the schedule cannot be read: to people, saying why.
+    assert "Approved: on call for payments-primary." in out
+    assert "On-call could not be checked (payments-primary: PagerDuty answered HTTP 500)" in out
     assert list(tmp_path.iterdir()) == [], "the demo left files behind in the working directory"
 
 
