@@ -8,6 +8,7 @@ latency), so only the ends are timed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import statistics
@@ -104,7 +105,7 @@ def through(proxy: LatencyProxy) -> Iterator[None]:
 class SpanGranter(TimedGranter):
     """A granter that notes when each revoke's AWS calls began and when AWS accepted the last (monotonic)."""
 
-    def __init__(self, inner: Granter, found: dict[int, tuple[float, float]], lock: threading.Lock) -> None:
+    def __init__(self, inner: Granter, found: dict[int, tuple[float, float, int]], lock: threading.Lock) -> None:
         super().__init__(inner, {}, lock)
         self._found = found
 
@@ -112,15 +113,28 @@ class SpanGranter(TimedGranter):
         began = time.monotonic()
         ended = self._inner.revoke(spec, grant_ref)
         with self._lock:
-            self._found[spec.request_id] = (began, time.monotonic())
+            self._found[spec.request_id] = (began, time.monotonic(), threading.get_ident())
         return ended
 
 
-def spans(runtime: Runtime, found: dict[int, tuple[float, float]]) -> None:
+def spans(runtime: Runtime, found: dict[int, tuple[float, float, int]]) -> None:
     """Instrument the bot's granters (before it starts) to fill `found` with request ID -> its revoke's span."""
     lock = threading.Lock()
     workflow: Any = runtime.workflow
     workflow.ctx.granters = {kind: SpanGranter(g, found, lock) for kind, g in workflow.ctx.granters.items()}
+
+
+def between_ends(found: list[tuple[float, float, int]]) -> dict[str, float]:
+    """On each sweep thread, the time from AWS accepting one end to the next end's first call: the end's
+    database work (its record, audit and DM), the next one's start, and any wait for the batch's slowest."""
+    gaps: list[float] = []
+    for thread in {t for _s, _e, t in found}:
+        mine = sorted((s, e) for s, e, t in found if t == thread)
+        gaps += [(b[0] - a[1]) * 1000 for a, b in itertools.pairwise(mine)]
+    if not gaps:
+        return {"between_ends_p50_ms": 0.0, "between_ends_p90_ms": 0.0}
+    ordered = sorted(gaps)
+    return {"between_ends_p50_ms": statistics.median(ordered), "between_ends_p90_ms": ordered[int(0.9 * len(ordered))]}
 
 
 def overdue_grants(srv: Servers, count: int, kinds: Sequence[Kind]) -> list[int]:
@@ -167,7 +181,7 @@ def bot_catch_up(
     ids = overdue_grants(srv, grants, kinds)
     proxy.counts()
     proxy.set(delay=LATENCY, throttle=throttle)
-    done: dict[int, tuple[float, float]] = {}
+    done: dict[int, tuple[float, float, int]] = {}
     mark: dict[str, float] = {}
 
     def starting(runtime: Runtime) -> None:
@@ -189,7 +203,7 @@ def bot_catch_up(
     finally:
         proxy.set(delay=0.0, throttle=0.0)
     found = rows(ids)
-    starts, ends = [s for s, _e in done.values()], [e for _s, e in done.values()]
+    starts, ends = [s for s, _e, _t in done.values()], [e for _s, e, _t in done.values()]
     return {
         "seconds": took,
         "per_second": grants / took,
@@ -197,8 +211,9 @@ def bot_catch_up(
         # Where the time went: until the first end's AWS calls began (start-up, first claim), the ends' AWS
         # calls in flight on average from the first call to the last answer, and after the last answer.
         "until_first_call_s": min(starts) - mark["began"],
-        "aws_in_flight": sum(e - s for s, e in done.values()) / (max(ends) - min(starts)),
-        "aws_ms_per_end": statistics.median(e - s for s, e in done.values()) * 1000,
+        "aws_in_flight": sum(e - s for s, e, _t in done.values()) / (max(ends) - min(starts)),
+        "aws_ms_per_end": statistics.median(e - s for s, e, _t in done.values()) * 1000,
+        **between_ends(list(done.values())),
         "after_last_answer_s": took - (max(ends) - mark["began"]),
         # An end that failed once is retried later (attempts > 0): none may, throttled or not.
         "ends_failed_once": sum(1 for r in found if r.attempts),

@@ -59,6 +59,8 @@ def figures(run: dict[str, Any]) -> dict[str, float]:
         "bot_aws_in_flight": bot["aws_in_flight"],
         "bot_aws_ms_per_end": bot["aws_ms_per_end"],
         "bot_after_last_answer_s": bot["after_last_answer_s"],
+        "bot_between_ends_p50_ms": bot["between_ends_p50_ms"],
+        "bot_between_ends_p90_ms": bot["between_ends_p90_ms"],
         "bot_calls": float(sum(bot["calls"].values())),
         "raw_calls": float(sum(raw["calls"].values())),
         "bot_throttled": float(sum(n for op, n in bot["calls"].items() if op.endswith("throttled"))),
