@@ -48,7 +48,7 @@ class Proxy:
         self.host, self.port = parts.hostname, parts.port or 80
         self.settings: dict[str, Any] = {"delay": 0.0, "throttle": 0.0, "page_size": 0}
         self.counts: Counter[str] = Counter()
-        self.pages: dict[str, list[bytes]] = {}
+        self.pages: dict[str, bytes] = {}
         self.lock = threading.Lock()
         self.random = random.Random(0)
         self.local = threading.local()
@@ -97,7 +97,7 @@ class Proxy:
                     ET.SubElement(result, f"{{{IAM_NS}}}Marker").text = f"page-{base}-{index + 1}"
                 pages.append(ET.tostring(root, encoding="utf-8"))
             for index, page in enumerate(pages[1:], start=1):
-                self.pages[f"page-{base}-{index}"] = [page]
+                self.pages[f"page-{base}-{index}"] = page
         return pages[0]
 
 
@@ -130,16 +130,16 @@ class Handler(BaseHTTPRequestHandler):
             throttled = proxy.random.random() < settings["throttle"]
             proxy.counts[f"{operation} {'throttled' if throttled else 'sent'}"] += 1
         if throttled:
-            status, headers, data = error_answer(
+            status, error_headers, data = error_answer(
                 is_json_protocol(service, dict(self.headers.items())), service, "throttle",
                 code=None, status=None, request_id="latency-proxy",
             )  # fmt: skip
-            self.answer(status, list(headers.items()), data)
+            self.answer(status, list(error_headers.items()), data)
             return
         form = parse_qs(body.decode()) if operation == DETAILS else {}
         if operation == DETAILS and settings["page_size"] and "Marker" in form:
             with proxy.lock:
-                page = proxy.pages.pop(form["Marker"][0])[0]
+                page = proxy.pages.pop(form["Marker"][0])
             self.answer(200, [("Content-Type", "text/xml")], page)
             return
         status, headers, data = proxy.forward(self, body)
