@@ -213,7 +213,7 @@ def repeat(name: str, times: int, once: Callable[[], dict[str, float]]) -> dict[
 
 
 def machine() -> dict[str, str]:
-    """What the figures were measured on."""
+    """What the figures were measured on: the CPU model and cores (the VMs differ), Python, PostgreSQL, OS."""
     lines = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((line.split(":", 1)[1].strip() for line in lines if "model name" in line), platform.processor())
     engine = make_engine(DATABASE_URL)
@@ -227,3 +227,10 @@ def machine() -> dict[str, str]:
         "postgresql": version,
         "os": platform.platform(),
     }
+
+
+def source() -> dict[str, Any]:
+    """The git commit measured, and whether the work tree differed from it."""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+    return {"commit": commit, "dirty": bool(status.strip())}

@@ -1,11 +1,17 @@
 """Run every benchmark, print each run as it finishes, and write benchmarks/results.json.
 
     .venv/bin/python -m benchmarks.run_all [--repeats 3] [--only NAME,...]
-    (names: ack, burst, approve, sso, lag, catchup, workers, claim, pending, identity, rss)
+    (names: ack, burst, approve, sso, lag, catchup, workers, claim, pending, identity, rss, latency, paging)
 
 Needs PostgreSQL on 127.0.0.1:5432 and a database of the benchmarks' own (they drop its tables):
 `createdb -h 127.0.0.1 -U postgres accessbot_bench` (or set BENCH_DATABASE_URL). Takes about 45 minutes
-on two cores with the defaults. Not part of pytest: nothing here is collected as a test.
+on two cores with the defaults (latency and paging: a few minutes each). Not part of pytest: nothing here
+is collected as a test.
+
+Every benchmark's entry in results.json carries its own `run`: the machine (CPU model and cores), when it
+started, its repeats and the git commit measured (with `dirty` when the work tree had changes). A partial
+run replaces the entries it measured and leaves the others, with their own runs, as they were: compare
+figures only within one entry, or between entries whose `run` names the same machine.
 """
 
 from __future__ import annotations
@@ -21,9 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import bench_claim, bench_expiry, bench_identity, bench_rss, bench_slack, bench_sso
-from benchmarks.harness import ROOT, Servers, machine, repeat, servers
+from benchmarks.harness import ROOT, Servers, machine, repeat, servers, source
+from benchmarks.run_latency import latency, paging
 
-BENCHMARKS = ("ack", "burst", "approve", "sso", "lag", "catchup", "workers", "claim", "pending", "identity", "rss")
+BENCHMARKS = (
+    "ack", "burst", "approve", "sso", "lag", "catchup", "workers", "claim", "pending", "identity", "rss", "latency",
+    "paging",
+)  # fmt: skip
 
 
 def main() -> None:
@@ -40,10 +50,12 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
-    # A partial run (--only) updates the figures it measured and keeps the others.
+    # A partial run (--only) replaces the entries it measured; the others keep their own `run`.
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    results.update(machine=machine(), repeats=args.repeats, started=time.strftime("%FT%T%z"))
-    print(f"machine: {results['machine']}", flush=True)
+    for stale in ("machine", "repeats", "started"):  # the old file-wide labels, which named only the latest run
+        results.pop(stale, None)
+    where, commit = machine(), source()
+    print(f"machine: {where}, commit: {commit}", flush=True)
     with servers() as srv, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         plan: dict[str, Callable[[Servers, Path, int], dict[str, Any]]] = {
@@ -59,10 +71,16 @@ def main() -> None:
             "identity": lambda s, w, n: repeat("identity", n, lambda: bench_identity.from_environment()(s, w)),
             "sso": lambda s, w, n: repeat("sso", n, lambda: bench_sso.approve_to_active(s, w)),
             "rss": lambda s, w, n: repeat("rss", 1, lambda: bench_rss.serve_rss(s, w)),
+            "latency": latency,
+            "paging": paging,
         }
         for name in chosen:
             print(f"{name}:", flush=True)
-            results[name] = plan[name](srv, work, args.repeats)
+            run = {"machine": where, "started": time.strftime("%FT%T%z"), "repeats": args.repeats, **commit}
+            if name == "rss":
+                run["repeats"] = 1
+            results[name] = {"run": run, **plan[name](srv, work, args.repeats)}
+            results[name]["run"]["finished"] = time.strftime("%FT%T%z")
             args.out.write_text(json.dumps(results, indent=2, default=str))
     print(f"results written to {args.out}")
 
