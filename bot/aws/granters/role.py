@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +13,8 @@ from typing import Any
 from bot.aws.errors import AwsError, aws_call
 from bot.aws.granters import role_store
 from bot.aws.granters.base import Ended, GrantSpec, account_of, iso, role_name
-from bot.aws.granters.role_denies import LIFT_AFTER, Slot, merged, pruned, without
+from bot.aws.granters.role_batch import Ask, DenyQueue
+from bot.aws.granters.role_denies import LIFT_AFTER, Layout, Slot, merged, pruned, without
 from bot.clock import utcnow
 
 # How long AWS may take to apply a policy change everywhere (ACCESSBOT_IAM_PROPAGATION_SECONDS).
@@ -75,6 +76,7 @@ class RoleGranter:
         self._clock = clock
         self.margin = margin
         self._lock = lock or _local_lock
+        self._queue = DenyQueue()
         # IAM in another account, through the role the bot assumes there (catalog `accounts`), else None.
         self._iam_in = iam_in or (lambda _account: None)
 
@@ -213,22 +215,35 @@ class RoleGranter:
     def deny(self, spec: GrantSpec, cutoff: datetime) -> datetime:
         """Make sure the role denies the user's sessions issued before `cutoff`; return the cutoff it now has.
 
-        One statement per person: a later cutoff replaces an earlier one, an earlier one changes nothing.
+        One statement per person: a later cutoff replaces an earlier one, an earlier one changes nothing. Ends
+        on one role that wait for its lock together are written together (see role_batch).
         """
-        iam = self._iam_of(spec.target)
+        ask = self._queue.ask(spec.target, spec.iam_user, cutoff)
         with self._lock(f"role-denies:{spec.target}"):
-            found = role_store.read(iam, role_name(spec.target), spec.target)
-            layout = merged(pruned(found.layout, self._clock()), spec.iam_user, cutoff, inline_room=found.inline_room)
-            try:
-                role_store.write(iam, found, layout)
-            except AwsError as exc:
-                if exc.code not in ("LimitExceeded", "LimitExceededException") or len(layout) > len(found.layout):
-                    raise
-                # The role's other inline policies grew meanwhile: the inline document counts as full.
-                found.inline_room = 0
-                layout = merged(pruned(found.layout, self._clock()), spec.iam_user, cutoff, inline_room=0)
-                role_store.write(iam, found, layout)
-        return next(slot[spec.iam_user] for slot in layout if spec.iam_user in slot)
+            return self._queue.settle(spec.target, ask, lambda batch: self._write_denies(spec.target, batch))
+
+    def _write_denies(self, role_arn: str, asks: Sequence[Ask]) -> dict[str, datetime]:
+        """Read the role's denies, merge every ask, write once; each person's cutoff the role now has."""
+        iam = self._iam_of(role_arn)
+        found = role_store.read(iam, role_name(role_arn), role_arn)
+
+        def layout_with(room: int) -> Layout:
+            layout = pruned(found.layout, self._clock())
+            for ask in asks:
+                layout = merged(layout, ask.iam_user, ask.cutoff, inline_room=room)
+            return layout
+
+        layout = layout_with(found.inline_room)
+        try:
+            role_store.write(iam, found, layout)
+        except AwsError as exc:
+            if exc.code not in ("LimitExceeded", "LimitExceededException") or len(layout) > len(found.layout):
+                raise
+            # The role's other inline policies grew meanwhile: the inline document counts as full.
+            found.inline_room = 0
+            layout = layout_with(0)
+            role_store.write(iam, found, layout)
+        return {user: cutoff for slot in layout for user, cutoff in slot.items()}
 
     def denied(self, role_arn: str) -> Slot:
         """Every person the role denies sessions to, with the cutoff (empty when the role is gone)."""
