@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from bot.errors import UserError
 from bot.metrics import Metrics
-from bot.slack import messages
+from bot.slack import messages, requester_messages
 from bot.slack.outbox import Outbox
 from bot.starts import zone_of
 from bot.store.models import AccessRequest
@@ -60,14 +60,14 @@ class SlackNotifier:
         self, request: AccessRequest, event: str, note: str | None = None, *, session: Session | None = None
     ) -> None:
         """DM the requester (with buttons where the step has any), and a copy to whoever filed it for them."""
-        blocks = messages.requester_blocks(request, event)
-        text = messages.requester_text(request, event, note)
+        blocks = requester_messages.requester_blocks(request, event)
+        text = requester_messages.requester_text(request, event, note)
         args: dict[str, Any] = {"channel": request.requester_id, "text": text}
         if blocks:
             args["blocks"] = blocks
         self._outbox.add("chat_postMessage", args, about=request.id, session=session)
         if request.filed_by:
-            self.direct(request.filed_by, messages.filer_copy(request, text), request.id, session=session)
+            self.direct(request.filed_by, requester_messages.filer_copy(request, text), request.id, session=session)
 
     def revoked_early(self, request: AccessRequest, *, session: Session | None = None) -> None:
         """Say under the approval message who ended the grant early."""
