@@ -13,6 +13,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
+from bot.domain.posts import Render
 from bot.errors import UserError
 from bot.metrics import Metrics
 from bot.slack import messages, requester_messages
@@ -48,13 +49,13 @@ class SlackNotifier:
             "chat_postMessage",
             {"channel": request.approval_channel},
             about=request.id,
-            render="approval",
+            render=Render.APPROVAL,
             session=session,
         )
 
     def request_changed(self, request: AccessRequest, *, session: Session | None = None) -> None:
         """Update the approval message in place (drawn when sent); it loses its buttons once decided."""
-        self._outbox.add("chat_update", {}, about=request.id, render="update", session=session)
+        self._outbox.add("chat_update", {}, about=request.id, render=Render.UPDATE, session=session)
 
     def tell_requester(
         self, request: AccessRequest, event: str, note: str | None = None, *, session: Session | None = None
@@ -86,7 +87,7 @@ class SlackNotifier:
     def _in_thread(self, request: AccessRequest, text: str, *, session: Session | None = None) -> None:
         """A reply under the approval message (in the channel when that message never got posted)."""
         args = {"channel": request.approval_channel, "text": text}
-        self._outbox.add("chat_postMessage", args, about=request.id, render="thread", session=session)
+        self._outbox.add("chat_postMessage", args, about=request.id, render=Render.THREAD, session=session)
 
     def publish_home(self, user: str, view: dict[str, Any]) -> None:
         """Show the App Home tab."""

@@ -24,6 +24,7 @@ from sqlmodel import Session
 
 from bot.catalog.tickets import Ticket
 from bot.clock import utcnow
+from bot.domain.posts import Render
 from bot.metrics import Metrics
 from bot.slack import outbox_render
 from bot.slack.outbox_failures import judge, report
@@ -89,7 +90,7 @@ class Outbox:
         args: dict[str, Any],
         *,
         about: int | None = None,
-        render: str | None = None,
+        render: Render | None = None,
         session: Session | None = None,
     ) -> None:
         """Owe a Slack call: written in `session`'s transaction (sent once it commits) or in one of its own."""
@@ -184,7 +185,7 @@ class Outbox:
                 return
             if args is not None:
                 answer = getattr(self._client, post.method)(**args)
-                if post.render == "approval":
+                if post.render == Render.APPROVAL:
                     self._posted_approval(post, answer)
         except Exception as exc:  # Slack's refusal, the network, or anything drawing the post: all tried again
             self._failed(post, exc)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, col, select
 
+from bot.domain.posts import Render
 from bot.store.models import AccessRequest, SlackPost
 
 
@@ -61,7 +62,7 @@ def line_of(render: str | None, payload: str) -> str:
     """The line a post keeps its order in: the approval message with its updates and replies is one; every
     other post is in the line of its channel (the requester's DMs, an audit channel). A post never waits for
     one in another line: a DM Slack keeps refusing does not hold the approval message's updates back."""
-    if render in ("approval", "update", "thread"):
+    if render in tuple(Render):
         return "approval message"
     try:
         channel = json.loads(payload).get("channel")
