@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from bot.clock import utcnow
 from bot.config import Settings
+from bot.domain.posts import Render
 from bot.ops import clip, stamp, table
 from bot.store import queries
 from bot.store.db import session_scope
@@ -24,7 +25,11 @@ from bot.store.models import SlackPost
 from bot.wiring import open_database
 
 LIST_LIMIT = 1000
-WHAT = {"approval": "approval message", "update": "approval update", "thread": "reply under it"}
+WHAT: dict[str, str] = {
+    Render.APPROVAL: "approval message",
+    Render.UPDATE: "approval update",
+    Render.THREAD: "reply under it",
+}
 
 
 def add_command(sub: Any) -> None:

@@ -24,6 +24,7 @@ from bot.activity.lookup import Lookup, Unavailable, Window
 from bot.activity.summary import parse_time, summarize
 from bot.clock import utcnow
 from bot.domain.audit import AuditAction
+from bot.domain.posts import Render
 from bot.store import queries
 from bot.store.activity_tables import ActivityReport
 from bot.store.db import session_scope
@@ -44,7 +45,7 @@ class Poster(Protocol):
         args: dict[str, Any],
         *,
         about: int | None = None,
-        render: str | None = None,
+        render: Render | None = None,
         session: Any = None,
     ) -> None: ...
 
@@ -135,7 +136,7 @@ class ActivityReporter:
             )
             text = self.text(request, body)
             args = {"channel": request.approval_channel, "text": text}
-            self._poster.add("chat_postMessage", args, about=request_id, render="thread", session=session)
+            self._poster.add("chat_postMessage", args, about=request_id, render=Render.THREAD, session=session)
             if request.break_glass:
                 for person in sorted(self._acknowledgers(request) - {request.requester_id}):
                     self._poster.add(

@@ -1,5 +1,6 @@
 """The catalog file: what may be requested, by whom, approved by whom; loaded with clear errors."""
 
+from bot.catalog.identity import Identity, IdentityCenter, MemberAccount, SlackUserId, Strategy
 from bot.catalog.loading import load_catalog, parse_catalog
 from bot.catalog.models import (
     KMS_OPERATIONS,
@@ -11,11 +12,8 @@ from bot.catalog.models import (
     ChannelId,
     Duration,
     GroupResource,
-    Identity,
-    IdentityCenter,
     KeyResource,
     Kind,
-    MemberAccount,
     PermissionSetResource,
     RateLimit,
     Resource,
@@ -23,9 +21,7 @@ from bot.catalog.models import (
     ResourceName,
     RoleResource,
     Settings,
-    SlackUserId,
     SsoGroupResource,
-    Strategy,
     split_permission_set_target,
 )
 

@@ -10,16 +10,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from bot.catalog.identity import Identity, IdentityCenter, MemberAccount
 from bot.catalog.models import (
     SLACK_ID,
     AnyResource,
     Catalog,
     GroupResource,
-    Identity,
-    IdentityCenter,
     KeyResource,
     Kind,
-    MemberAccount,
     PermissionSetResource,
     ResourceBase,
     RoleResource,

@@ -192,10 +192,10 @@ def progress(request: AccessRequest, votes: list[Vote]) -> str:
         return waiting
     if _is_extension(request):
         if denied:
-            return f":x: Extension denied by {mention(denied[-1].approver_id)}{_because(denied[-1].comment)}"
+            return f":x: Extension denied by {mention(denied[-1].approver_id)}{because(denied[-1].comment)}"
         return f":white_check_mark: Extension approved by {who or 'auto-approval'}."
     ended = {
-        Status.DENIED: f":x: Denied by {mention(request.decided_by or '?')}{_because(request.deny_reason)}",
+        Status.DENIED: f":x: Denied by {mention(request.decided_by or '?')}{because(request.deny_reason)}",
         Status.TIMED_OUT: ":hourglass: Timed out: nobody decided in time.",
         Status.CANCELLED: f":leftwards_arrow_with_hook: Cancelled by {mention(request.requester_id)}.",
         Status.FAILED: f":warning: Approved, but AWS refused the grant: {escape(request.last_error or '')}",
@@ -211,78 +211,18 @@ def progress(request: AccessRequest, votes: list[Vote]) -> str:
         return f":robot_face: Approved: {escape(request.on_call_note)}."
     if request.auto_approved:
         return ":robot_face: Auto-approved (within the catalog's auto_approve limit)."
-    approved_by = f":white_check_mark: Approved by {who or _mentions(request.decided_by)}"
+    approved_by = f":white_check_mark: Approved by {who or mentions(request.decided_by)}"
     return approved_by + (f"; starts at {when(request.starts_at)}." if scheduled(request) else ".")
 
 
-def _because(reason: str | None) -> str:
+def because(reason: str | None) -> str:
+    """A reason given, as the end of a sentence."""
     return f": {escape(reason)}" if reason else "."
-
-
-# KMS Developer Guide, "Grants in AWS KMS", "Eventual consistency": a revoked grant may take up to about
-# five minutes to be seen throughout KMS, so the key may keep working for the grantee that long.
-KMS_LINGERS = "AWS KMS may keep honouring the grant for a few minutes while the revoke reaches all of KMS."
-
-
-def requester_text(request: AccessRequest, event: str, note: str | None = None) -> str:
-    """The DM the requester gets at each step (an operator's note, such as a revoke reason, appended)."""
-    text = _requester_text(request, event)
-    if event in ("approved", "scheduled") and request.auto_approved and request.on_call_note:
-        text = text.replace(f"approved by {_mentions(request.decided_by)}", f"approved: {request.on_call_note}")
-    if event == "filed" and request.on_call_note:
-        text += f" {escape(capitalized(request.on_call_note))}."
-    if event == "filed" and request.warning:
-        text = f"{warning_line(request.warning)}\n{text}"
-    if request.filed_by and event in ("filed", "approved", "scheduled"):
-        text += f" {mention(request.filed_by)} filed it for you."
-    if event == "ended" and request.status == Status.REVOKED and request.ended_by:
-        text = text.removesuffix(".") + f" by {mention(request.ended_by)}."
-    if event == "ended" and request.kind == "kms_key":
-        text += f" {KMS_LINGERS}"
-    return f"{text} Reason: {escape(note)}" if note else text
-
-
-def filer_copy(request: AccessRequest, text: str) -> str:
-    """The copy of a requester's DM sent to whoever filed the request on their behalf."""
-    return f"About the request you filed for {mention(request.requester_id)}, who was told: {text}"
-
-
-def _requester_text(request: AccessRequest, event: str) -> str:
-    name = f"*{request.resource}* (request #{request.id})"
-    texts = {
-        "filed": f"Your request for {name} for {duration_of(request)}{starting(request)} is waiting for approval.",
-        "approved": f"Your request for {name} was approved by {_mentions(request.decided_by)}; granting it now.",
-        "scheduled": f"Your request for {name} was approved by {_mentions(request.decided_by)}; it starts at "
-        f"{when(request.starts_at)}, for {duration_of(request)} from then. You can still cancel it until then.",
-        "denied": f"Your request for {name} was denied by {_mentions(request.decided_by)}"
-        + _because(request.deny_reason),
-        "active": f"You now have {name} until {when(request.expires_at)}." + _how_to_use(request),
-        "failed": f"Your request for {name} failed: {escape(request.last_error or 'unknown error')}",
-        "expiring": f"Your access to {name} ends at {when(request.expires_at)}. Need longer? Extend it.",
-        "ended": f"Your access to {name} has ended ({request.status.replace('_', ' ')}).",
-        "timed_out": f"Your request for {name} timed out: no approver decided in time.",
-        "extended": f"Your access to {name} was extended; it now ends at {when(request.expires_at)}.",
-        "extension_denied": f"The extension of {name} was denied; it still ends at {when(request.expires_at)}.",
-        "extension_failed": f"The extension of {name} failed: {escape(request.last_error or '')}",
-    }
-    return texts[event]
 
 
 def principal_label(request: AccessRequest) -> str:
     """What the request's principal is: an IAM user, or for the Identity Center kinds an Identity Center user."""
     return "Identity Center user" if request.kind in ("sso_permission_set", "sso_group") else "IAM user"
-
-
-def _how_to_use(request: AccessRequest) -> str:
-    """For a role: the source identity its sessions must carry; for a permission set: where to use it."""
-    if request.kind == "sso_permission_set":
-        return " Open it from your AWS access portal (or `aws sso login`); it may take a minute to appear."
-    if request.kind != "iam_role":
-        return ""
-    return (
-        f" Assume it with your IAM user as the source identity: `aws sts assume-role --role-arn {request.target} "
-        f"--role-session-name {request.iam_user} --source-identity {request.iam_user}`."
-    )
 
 
 def revoked_early_text(request: AccessRequest) -> str:
@@ -312,22 +252,6 @@ def alert_text(request: AccessRequest, alert: Alert, *, attempts: int, error: st
     return f"{what} #{request.id} failed {attempts} times: {error}"
 
 
-def requester_blocks(request: AccessRequest, event: str) -> Blocks | None:
-    """Buttons that go with a DM, where there are any (Extend on the expiring-soon warning)."""
-    if event != "expiring":
-        return None
-    return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": requester_text(request, event)}},
-        {
-            "type": "actions",
-            "elements": [
-                button("Extend", ACTION_EXTEND, str(request.id), "primary"),
-                button("End now", ACTION_REVOKE, str(request.id)),
-            ],
-        },
-    ]
-
-
 def line(request: AccessRequest, now: datetime, given_up: str | None = None) -> str:
     """One line per request in lists: id, resource, state, and time left or duration (`given_up`: Slack's last
     answer when its approval message was given up)."""
@@ -353,7 +277,8 @@ def _unposted(given_up: str | None) -> str:
     )
 
 
-def _mentions(ids: str | None) -> str:
+def mentions(ids: str | None) -> str:
+    """Who decided, as mentions (the bot by name); "an approver" when nobody is recorded."""
     names = [i.strip() for i in (ids or "").split(",") if i.strip()]
     return ", ".join("accessbot (automatic)" if n == "accessbot" else mention(n) for n in names) or "an approver"
 
@@ -400,9 +325,9 @@ def audit_line(request: AccessRequest, event: str, note: str | None = None) -> s
         name=f"*{request.resource}*",
         iam=escape(request.iam_user),
         until=when(request.expires_at),
-        approvers=_mentions(request.decided_by),
+        approvers=mentions(request.decided_by),
         ended_by=mention(request.ended_by or request.requester_id),
-        because=_because(request.deny_reason),
+        because=because(request.deny_reason),
         error=escape(request.last_error or "unknown error"),
         duration=duration_of(request),
         reason=escape(request.reason),
@@ -413,5 +338,5 @@ def audit_line(request: AccessRequest, event: str, note: str | None = None) -> s
     if request.filed_by:
         line += f" (Filed by {mention(request.filed_by)} for {mention(request.requester_id)}.)"
     if event == "active" and request.auto_approved and request.on_call_note:
-        line = line.replace(f"approved by {_mentions(request.decided_by)}", f"approved: {request.on_call_note}")
+        line = line.replace(f"approved by {mentions(request.decided_by)}", f"approved: {request.on_call_note}")
     return line

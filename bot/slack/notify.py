@@ -13,9 +13,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
+from bot.domain.posts import Render
 from bot.errors import UserError
 from bot.metrics import Metrics
-from bot.slack import messages
+from bot.slack import messages, requester_messages
 from bot.slack.outbox import Outbox
 from bot.starts import zone_of
 from bot.store.models import AccessRequest
@@ -48,26 +49,26 @@ class SlackNotifier:
             "chat_postMessage",
             {"channel": request.approval_channel},
             about=request.id,
-            render="approval",
+            render=Render.APPROVAL,
             session=session,
         )
 
     def request_changed(self, request: AccessRequest, *, session: Session | None = None) -> None:
         """Update the approval message in place (drawn when sent); it loses its buttons once decided."""
-        self._outbox.add("chat_update", {}, about=request.id, render="update", session=session)
+        self._outbox.add("chat_update", {}, about=request.id, render=Render.UPDATE, session=session)
 
     def tell_requester(
         self, request: AccessRequest, event: str, note: str | None = None, *, session: Session | None = None
     ) -> None:
         """DM the requester (with buttons where the step has any), and a copy to whoever filed it for them."""
-        blocks = messages.requester_blocks(request, event)
-        text = messages.requester_text(request, event, note)
+        blocks = requester_messages.requester_blocks(request, event)
+        text = requester_messages.requester_text(request, event, note)
         args: dict[str, Any] = {"channel": request.requester_id, "text": text}
         if blocks:
             args["blocks"] = blocks
         self._outbox.add("chat_postMessage", args, about=request.id, session=session)
         if request.filed_by:
-            self.direct(request.filed_by, messages.filer_copy(request, text), request.id, session=session)
+            self.direct(request.filed_by, requester_messages.filer_copy(request, text), request.id, session=session)
 
     def revoked_early(self, request: AccessRequest, *, session: Session | None = None) -> None:
         """Say under the approval message who ended the grant early."""
@@ -86,7 +87,7 @@ class SlackNotifier:
     def _in_thread(self, request: AccessRequest, text: str, *, session: Session | None = None) -> None:
         """A reply under the approval message (in the channel when that message never got posted)."""
         args = {"channel": request.approval_channel, "text": text}
-        self._outbox.add("chat_postMessage", args, about=request.id, render="thread", session=session)
+        self._outbox.add("chat_postMessage", args, about=request.id, render=Render.THREAD, session=session)
 
     def publish_home(self, user: str, view: dict[str, Any]) -> None:
         """Show the App Home tab."""

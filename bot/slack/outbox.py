@@ -12,48 +12,30 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
-import random
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-from sqlalchemy import event, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from bot.catalog.tickets import Ticket
 from bot.clock import utcnow
-from bot.domain.slack_backoff import outage_delay, retry_after_delay
+from bot.domain.posts import Render
 from bot.metrics import Metrics
-from bot.slack import messages
+from bot.slack import outbox_render
+from bot.slack.outbox_failures import judge, report
+from bot.slack.outbox_senders import Senders
 from bot.store import queries
-from bot.store.db import session_scope
+from bot.store.db import after_commit, session_scope
 from bot.store.models import AccessRequest, SlackPost
 from bot.workflow.base import Tuning
 
 log = logging.getLogger(__name__)
-_NEW = "accessbot.outbox.new"  # Session.info key: posts written in the transaction, sent once it commits
 SENDERS = 4
-# Errors a retry will not cure unless somebody changes something (a channel, a scope, the token): given up
-# after this many attempts rather than at the time bound.
-HOPELESS = frozenset(
-    {
-        "channel_not_found", "not_in_channel", "is_archived", "msg_too_long", "invalid_blocks", "user_not_found",
-        "cannot_dm_bot", "invalid_arguments", "no_text", "invalid_auth", "account_inactive", "token_revoked",
-        "missing_scope", "not_authed", "message_not_found", "cant_update_message", "no_permission",
-        "restricted_action", "restricted_action_read_only_channel", "restricted_action_thread_only_channel",
-        "restricted_action_non_threadable_channel", "ekm_access_denied", "too_many_attachments",
-        "as_user_not_supported", "invalid_arg_name", "invalid_charset", "invalid_form_data", "invalid_post_type",
-        "missing_post_type",
-    }
-)  # fmt: skip
-HOPELESS_ATTEMPTS = 3
 SENT_FLUSH_SECONDS = 1.0  # posts Slack took are deleted in batches, at most this late
 CLAIM_BATCH = 50
 STOP_GRACE_SECONDS = 2.0
@@ -81,15 +63,11 @@ class Outbox:
         self._tuning = tuning
         self._tickets = tickets
         self._clock = clock
-        self._queues: list[queue.SimpleQueue[tuple[SlackPost, bool] | None]] = [
-            queue.SimpleQueue() for _ in range(senders)
-        ]
-        self._senders: list[threading.Thread] = []
+        self._senders = Senders(
+            senders, send=lambda post, pumped: self._deliver(post, pumped=pumped), after=self._forget_sent
+        )
         self._pump: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._in_flight = 0
-        self._held: set[int] = set()  # posts queued or being sent here: never claimed twice, their lease renewed
         self._sent: list[int] = []
         self._sent_at = time.monotonic()
         # method -> monotonic: Slack asked us to wait (429 Retry-After) until then; its limits are per method
@@ -112,7 +90,7 @@ class Outbox:
         args: dict[str, Any],
         *,
         about: int | None = None,
-        render: str | None = None,
+        render: Render | None = None,
         session: Session | None = None,
     ) -> None:
         """Owe a Slack call: written in `session`'s transaction (sent once it commits) or in one of its own."""
@@ -129,7 +107,7 @@ class Outbox:
         )
         if session is not None:
             session.add(post)
-            session.info.setdefault(_NEW, []).append((self, post))
+            after_commit(session, lambda: self._dispatch(post))  # sent once it commits; never if rolled back
             return
         with session_scope(self._engine) as own:
             own.add(post)
@@ -139,7 +117,7 @@ class Outbox:
 
     def start(self) -> None:
         """Start the pump: it resends due posts (this process's, and those of processes that stopped)."""
-        self._start_senders()
+        self._senders.start()
         with self._lock:
             if self._pump is not None:
                 return
@@ -154,11 +132,7 @@ class Outbox:
         if self._pump is not None:
             self._pump.join(timeout=5)
         self.flush(timeout=STOP_GRACE_SECONDS)
-        for line in self._queues:
-            line.put(None)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS  # a sender stuck on a hung call is left behind
-        for thread in self._senders:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._senders.stop(STOP_GRACE_SECONDS)
         with self._lock:
             unsent, self._unsent = self._unsent, []
         self._write(lambda session: queries.lease_posts(unsent, session=session, owner=self._owner, until=None))
@@ -166,53 +140,12 @@ class Outbox:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every post handed to the senders was tried; False when some still were not."""
-        deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._in_flight:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
-        return True
+        return self._senders.flush(timeout)
 
     def _dispatch(self, post: SlackPost, *, pumped: bool = False) -> None:
         """Hand a post to its sender: a request's posts always to the same one, so they leave in order."""
-        self._start_senders()
-        key = post.request_id if post.request_id is not None else zlib.crc32(post.payload.encode())
-        with self._lock:
-            if post.id in self._held:
-                return  # already queued here (its lease ran out while it waited): one send, not two
-            self._held.add(post.id or 0)
-            self._in_flight += 1
-        self._queues[key % len(self._queues)].put((post, pumped))
-
-    def _start_senders(self) -> None:
-        with self._lock:
-            if self._senders:
-                return
-            self._senders = [
-                threading.Thread(target=self._serve, args=(line,), name=f"slack-sender-{i}", daemon=True)
-                for i, line in enumerate(self._queues)
-            ]
-        for thread in self._senders:
-            thread.start()
-
-    def _serve(self, line: queue.SimpleQueue[tuple[SlackPost, bool] | None]) -> None:
-        while (item := line.get()) is not None:
-            post, pumped = item
-            try:
-                self._deliver(post, pumped=pumped)
-            except Exception:
-                log.exception("Slack outbox: post %s could not be handled", post.id)
-            finally:
-                with self._idle:
-                    self._in_flight -= 1
-                    self._held.discard(post.id or 0)
-                    self._idle.notify_all()
-            try:
-                self._forget_sent()
-            except Exception:
-                log.exception("Slack outbox: could not forget sent posts; trying again later")
+        self._senders.start()
+        self._senders.put(post, pumped=pumped)
 
     def _deliver(self, post: SlackPost, *, pumped: bool) -> None:
         """Send one post, never before an earlier post about its request that is still owed. A post the pump
@@ -233,7 +166,7 @@ class Outbox:
                 # An earlier post about the same request is still owed: this one goes after it, not before (a
                 # moment after its next try, or a little later when that is past: it is being sent elsewhere).
                 until = max(earlier + timedelta(milliseconds=100), self._clock() + timedelta(milliseconds=500))
-                self._write(lambda session: _defer(session, post, until))
+                self._write(lambda session: queries.defer_post(post.id or 0, session=session, until=until))
                 self._due_at(until)
                 with self._lock:
                     self._stalled.add(line)
@@ -242,15 +175,17 @@ class Outbox:
                 with self._lock:
                     self._stalled.discard(line)
         try:
-            args = self._render(post, looked=looked)
+            args = outbox_render.render(
+                post, engine=self._engine, tickets=self._tickets, clock=self._clock, behind=self._behind, looked=looked
+            )
             if isinstance(args, datetime):
                 # An update or reply to an approval message that is itself still owed: after it, not never.
-                self._write(lambda session: _defer(session, post, args))
+                self._write(lambda session: queries.defer_post(post.id or 0, session=session, until=args))
                 self._due_at(args)
                 return
             if args is not None:
                 answer = getattr(self._client, post.method)(**args)
-                if post.render == "approval":
+                if post.render == Render.APPROVAL:
                     self._posted_approval(post, answer)
         except Exception as exc:  # Slack's refusal, the network, or anything drawing the post: all tried again
             self._failed(post, exc)
@@ -269,49 +204,14 @@ class Outbox:
         while (left := self._paused_until.get(method, 0.0) - time.monotonic()) > 0 and not self._stopping.is_set():
             time.sleep(min(left, 0.5))
 
-    def _render(self, post: SlackPost, *, looked: bool) -> dict[str, Any] | datetime | None:
-        """The call's arguments, drawn from the request as it is now where the post says so; None: nothing to
-        send any more (an update of an approval message that was never posted); a moment: not before then (the
-        approval message it updates or replies to is still owed, by this process or another; unless `looked`,
-        the caller found nothing owed before it already)."""
-        args: dict[str, Any] = json.loads(post.payload)
-        if post.render is None or post.request_id is None:
-            return args
-        with session_scope(self._engine) as session:
-            request = queries.get_request(post.request_id, session=session)
-            drawing = request is not None and post.render != "thread"
-            votes = queries.open_votes(request, session=session) if request is not None and drawing else []
-        if request is None:
-            return None
-        if not request.approval_ts and post.render != "approval" and not looked:
-            earlier = self._behind(post)
-            if earlier is not None:
-                return max(earlier, self._clock()) + timedelta(milliseconds=100)
-        if post.render == "thread":
-            if request.approval_ts:
-                return {**args, "channel": request.approval_channel, "thread_ts": request.approval_ts}
-            return args  # the approval message was given up: say it in the channel
-        ticket = self._tickets(request)
-        drawn = {
-            "text": messages.approval_text(request, votes, ticket),
-            "blocks": messages.approval_blocks(request, votes, ticket),
-        }
-        if post.render == "approval":
-            return {**args, **drawn}
-        if not (request.approval_channel and request.approval_ts):
-            return None
-        return {**args, **drawn, "channel": request.approval_channel, "ts": request.approval_ts}
-
     def _posted_approval(self, post: SlackPost, answer: Any) -> None:
         """Remember where the approval message is, so that updates, replies and buttons find it."""
         channel, ts = str(answer["channel"]), str(answer["ts"])
         for attempt in range(3):
             try:
                 self._write(
-                    lambda session: session.execute(
-                        update(AccessRequest)
-                        .where(col(AccessRequest.id) == post.request_id)
-                        .values(approval_channel=channel, approval_ts=ts)
+                    lambda session: queries.record_approval_message(
+                        post.request_id or 0, session=session, channel=channel, ts=ts
                     )
                 )
                 return
@@ -328,57 +228,31 @@ class Outbox:
 
     def _failed(self, post: SlackPost, exc: Exception) -> None:
         assert post.id is not None
-        error, retry_after = _error_of(exc)
-        self._metrics.slack_failures.labels(method=post.method).inc()
         now = self._clock()
-        attempts = post.attempts + 1
-        hopeless = error in HOPELESS and attempts >= HOPELESS_ATTEMPTS
-        give_up = hopeless or now - (post.requeued_at or post.created_at) >= self._tuning.slack_give_up
-        if retry_after is not None:
-            delay = retry_after_delay(retry_after)  # what Slack asked for, for this method: not a floor under backoff
+        failure = judge(post, exc, now=now, tuning=self._tuning)
+        self._metrics.slack_failures.labels(method=post.method).inc()
+        if failure.retry_after:
             with self._lock:
-                until = time.monotonic() + delay.total_seconds()
+                until = time.monotonic() + failure.delay.total_seconds()
                 self._paused_until[post.method] = max(self._paused_until.get(post.method, 0.0), until)
-        else:
-            age = now - (post.requeued_at or post.created_at)
-            delay = outage_delay(
-                attempts,
-                age,
-                base=self._tuning.slack_retry_base,
-                ceiling=self._tuning.slack_retry_ceiling,
-                jitter=random.random(),
-            )
         self._write(
             lambda session: queries.post_failed(
                 post.id or 0,
                 session=session,
-                error=error,
-                next_attempt_at=now + delay,
-                given_up_at=now if give_up else None,
+                error=failure.error,
+                next_attempt_at=now + failure.delay,
+                given_up_at=now if failure.give_up else None,
             )
         )
-        if not give_up:
-            self._due_at(now + delay)
-        tags: dict[str, Any] = {"slack_method": post.method} | (
-            {"request_id": post.request_id} if post.request_id is not None else {}
-        )
+        if not failure.give_up:
+            self._due_at(now + failure.delay)
         if post.request_id is not None:
             with self._lock:
                 # its later posts in the same line look before they go
                 self._stalled.add((post.request_id, queries.line_of(post.render, post.payload)))
-        if give_up:
+        if failure.give_up:
             self._metrics.slack_given_up.labels(method=post.method).inc()
-            log.error(
-                "Slack %s given up after %d attempts over %s: %s",
-                post.method,
-                attempts,
-                _age(now - post.created_at),
-                error,
-                extra=tags,
-            )
-            return
-        log.warning("Slack %s failed (attempt %d), will retry in %.0fs: %s", post.method, attempts,
-                    delay.total_seconds(), error, extra=tags)  # fmt: skip
+        report(post, failure, now=now)
 
     # -- the pump ------------------------------------------------------------------------------------------
 
@@ -410,8 +284,7 @@ class Outbox:
 
     def _renew_leases(self) -> None:
         """Keep the posts queued here this process's while they wait (behind a slow Slack, a Retry-After)."""
-        with self._lock:
-            held = list(self._held)
+        held = self._senders.held()
         if held:
             until = self._clock() + self._tuning.slack_lease
             self._write(lambda session: queries.lease_posts(held, session=session, owner=self._owner, until=until))
@@ -424,8 +297,7 @@ class Outbox:
         self._wake.set()
 
     def _claim_due(self) -> None:
-        with self._lock:
-            room = CLAIM_BATCH - self._in_flight
+        room = CLAIM_BATCH - self._senders.in_flight()
         if room <= 0:
             return
         with session_scope(self._engine) as session:
@@ -452,48 +324,3 @@ class Outbox:
     def _write(self, work: Callable[[Session], object]) -> None:
         with session_scope(self._engine) as session:
             work(session)
-
-
-def _defer(session: Session, post: SlackPost, until: datetime) -> None:
-    """Put a post back, untried, for later."""
-    session.execute(
-        update(SlackPost)
-        .where(col(SlackPost.id) == post.id)
-        .values(next_attempt_at=until, claimed_by=None, claimed_until=None)
-    )
-
-
-def _error_of(exc: Exception) -> tuple[str, float | None]:
-    """Slack's error code (or the network error's name), and the Retry-After it asked for, if any."""
-    if not isinstance(exc, SlackApiError):
-        return type(exc).__name__, None
-    response = exc.response
-    status = getattr(response, "status_code", 200)
-    error = str(response.get("error", "") or f"http_{status}") if isinstance(response.data, dict) else f"http_{status}"
-    headers = {str(k).lower(): v for k, v in (getattr(response, "headers", None) or {}).items()}
-    retry_after = None
-    if status == 429 or error == "ratelimited":
-        raw = headers.get("retry-after")
-        value = raw[0] if isinstance(raw, list) else raw
-        try:
-            retry_after = max(1.0, float(value)) if value is not None else 30.0
-        except ValueError:
-            retry_after = 30.0
-    return error, retry_after
-
-
-def _age(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds}s"
-
-
-@event.listens_for(Session, "after_commit")
-def _send_committed(session: Session) -> None:
-    """Posts written in a transaction are sent once it committed (never for one that rolled back)."""
-    for outbox, post in session.info.pop(_NEW, ()):
-        outbox._dispatch(post)
-
-
-@event.listens_for(Session, "after_rollback")
-def _drop_rolled_back(session: Session) -> None:
-    session.info.pop(_NEW, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -90,9 +90,17 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+_AFTER_COMMIT = "accessbot.after_commit"  # Session.info key: the unit of work's steps once it committed
+
+
+def after_commit(session: Session, step: Callable[[], None]) -> None:
+    """Run `step` once `session`'s unit of work (see `session_scope`) committed; never if it rolls back."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(step)
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on error, always close."""
+    """One unit of work: commit on success, roll back on error, always close; then its after-commit steps."""
     session = Session(engine, expire_on_commit=False)
     try:
         yield session
@@ -101,7 +109,10 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         session.rollback()
         raise
     finally:
+        steps = session.info.pop(_AFTER_COMMIT, [])
         session.close()
+    for step in steps:  # reached only once the commit succeeded
+        step()
 
 
 def ping(engine: Engine) -> bool:

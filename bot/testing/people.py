@@ -19,7 +19,7 @@ from sqlmodel import Session
 from bot.aws.identity import IamUser, IdentityResolver
 from bot.catalog import Kind
 from bot.errors import UserError
-from bot.slack import messages
+from bot.slack import messages, requester_messages
 from bot.store import queries
 from bot.store.models import AccessRequest
 from bot.workflow.base import Alert
@@ -103,11 +103,11 @@ class FakeNotifier:
         self, request: AccessRequest, event: str, note: str | None = None, *, session: Session | None = None
     ) -> None:
         """DM the requester, and a copy to whoever filed it for them."""
-        text = messages.requester_text(request, event, note)
-        buttons = _buttons(messages.requester_blocks(request, event) or [])
+        text = requester_messages.requester_text(request, event, note)
+        buttons = _buttons(requester_messages.requester_blocks(request, event) or [])
         self._owe(session, "dm", request.requester_id, request, event, text, buttons=buttons)
         if request.filed_by:
-            self._owe(session, "dm", request.filed_by, request, event, messages.filer_copy(request, text))
+            self._owe(session, "dm", request.filed_by, request, event, requester_messages.filer_copy(request, text))
 
     def revoked_early(self, request: AccessRequest, *, session: Session | None = None) -> None:
         """Say under the approval message who ended the grant early."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.slack.messages import requester_text
+from bot.slack.requester_messages import requester_text
 from bot.store.models import AccessRequest
 
 

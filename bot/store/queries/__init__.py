@@ -20,6 +20,7 @@ from bot.store.queries.identity_center import Added, bot_sso_additions, session_
 from bot.store.queries.outbox import (
     approvals_given_up,
     claim_posts,
+    defer_post,
     drop_posts,
     find_posts,
     forget_posts,
@@ -28,6 +29,7 @@ from bot.store.queries.outbox import (
     line_of,
     post_failed,
     posts_owed,
+    record_approval_message,
     requeue_posts,
     waits_behind,
 )
@@ -60,6 +62,7 @@ __all__ = [
     "bot_sso_additions",
     "claim_due",
     "claim_posts",
+    "defer_post",
     "denies_of",
     "drop_posts",
     "filed_for_others_since",
@@ -90,6 +93,7 @@ __all__ = [
     "owed_denies",
     "post_failed",
     "posts_owed",
+    "record_approval_message",
     "record_audit",
     "renew_claim",
     "renew_claims",

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, col, select
 
-from bot.store.models import SlackPost
+from bot.domain.posts import Render
+from bot.store.models import AccessRequest, SlackPost
 
 
 def claim_posts(*, session: Session, now: datetime, owner: str, lease: timedelta, limit: int) -> list[SlackPost]:
@@ -61,7 +62,7 @@ def line_of(render: str | None, payload: str) -> str:
     """The line a post keeps its order in: the approval message with its updates and replies is one; every
     other post is in the line of its channel (the requester's DMs, an audit channel). A post never waits for
     one in another line: a DM Slack keeps refusing does not hold the approval message's updates back."""
-    if render in ("approval", "update", "thread"):
+    if render in tuple(Render):
         return "approval message"
     try:
         channel = json.loads(payload).get("channel")
@@ -124,6 +125,24 @@ def post_failed(
     post.claimed_by = post.claimed_until = None
     post.given_up_at = given_up_at
     return post.attempts
+
+
+def defer_post(post_id: int, *, session: Session, until: datetime) -> None:
+    """Put a post back, untried, for later."""
+    session.execute(
+        update(SlackPost)
+        .where(col(SlackPost.id) == post_id)
+        .values(next_attempt_at=until, claimed_by=None, claimed_until=None)
+    )
+
+
+def record_approval_message(request_id: int, *, session: Session, channel: str, ts: str) -> None:
+    """Remember where a request's approval message was posted."""
+    session.execute(
+        update(AccessRequest)
+        .where(col(AccessRequest.id) == request_id)
+        .values(approval_channel=channel, approval_ts=ts)
+    )
 
 
 def posts_owed(*, session: Session) -> tuple[int, datetime | None]:
