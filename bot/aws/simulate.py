@@ -61,11 +61,12 @@ class Case:
     expected: str
     actual: str
     note: str = ""
+    unreliable: bool = False  # the simulator said a context key the documents use was missing
 
     @property
     def ok(self) -> bool:
-        """Whether the simulator decided as the bot relies on (a case not simulated is no mismatch)."""
-        return self.actual == self.expected
+        """Whether the simulator decided as the bot relies on, on every key (a case not simulated is no mismatch)."""
+        return self.actual == self.expected and not self.unreliable
 
     @property
     def skipped(self) -> bool:
@@ -110,7 +111,7 @@ def allow_cases(iam: Any, name: str, resource: RoleResource, now: datetime) -> l
     spec = GrantSpec(0, REQUESTER, "", resource.role_arn, expires, resource.require_mfa)
     policy = json.dumps(role_policy(spec))
 
-    def ask(source: str, at: datetime, mfa: bool) -> tuple[str, str]:
+    def ask(source: str, at: datetime, mfa: bool) -> tuple[str, str, bool]:
         context = [
             _entry("sts:SourceIdentity", source, "string"),
             _entry("aws:CurrentTime", iso(at), "date"),
@@ -179,13 +180,17 @@ def _principal(
     return list(answer["EvaluationResults"])
 
 
-def _combined(results: Iterable[dict[str, Any]]) -> tuple[str, str]:
-    """The most restrictive decision of the results, and the context keys the simulator said were missing."""
+def _combined(results: Iterable[dict[str, Any]]) -> tuple[str, str, bool]:
+    """The most restrictive decision of the results, the context keys the simulator said were missing, and if any were.
+
+    A decision made without a key the documents use is no proof (IAM API Reference, "EvaluationResult",
+    MissingContextValues), even when it happens to be the expected one: such a case is a mismatch.
+    """
     found = list(results)
     order = {ALLOWED: 0, IMPLICIT_DENY: 1, EXPLICIT_DENY: 2}
     decision = max((str(r["EvalDecision"]) for r in found), key=lambda d: order.get(d, 3), default="no answer")
     missing = sorted({str(k) for r in found for k in r.get("MissingContextValues") or []})
-    return decision, (f"the simulator lacked context keys {', '.join(missing)}" if missing else "")
+    return decision, (f"the simulator lacked context keys {', '.join(missing)}" if missing else ""), bool(missing)
 
 
 def _entry(name: str, value: str, kind: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from bot.aws.granters.role_denies import session_deny
 from tests.support.aws import ACCOUNT, World
 from tests.support.aws_model.outcome import policies_now, still_held
 from tests.support.aws_model.proxy import AwsModelProxy
-from tests.support.aws_model.sessions import Sessions, User
+from tests.support.aws_model.sessions import Sessions, User, trust_the_account_root
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 # A trust of the account root with no source-identity condition: sessions of the role may assume it again.
@@ -52,6 +52,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def model(world: World, moto_url: str, clock: Clock) -> Iterator[AwsModelProxy]:
+    trust_the_account_root(world.iam, "prod-readonly")
     proxy = AwsModelProxy(moto_url, clock=clock).start()
     proxy.log.baseline(world.iam)
     with proxy.endpoints():

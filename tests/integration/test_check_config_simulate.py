@@ -112,6 +112,28 @@ def test_an_allow_that_lets_anyone_in_is_a_mismatch_and_fails(
     assert lines[-1] == f"catalog {catalog_file}: 2 resource(s): 2 problem(s) in AWS account {ACCOUNT}"
 
 
+def test_a_decision_made_without_a_key_the_documents_use_is_a_mismatch_even_when_expected(
+    model: AwsModelProxy, catalog_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A key the bot does not pass, whose absence leaves every decision as expected (...IfExists holds when
+    # the key is missing): the simulator still lists it in MissingContextValues, so no case proves anything.
+    def with_an_unpassed_key(spec: GrantSpec) -> dict[str, Any]:
+        policy = role_policy(spec)
+        policy["Statement"][0]["Condition"]["BoolIfExists"] = {"aws:ViaAWSService": "false"}
+        return policy
+
+    monkeypatch.setattr(bot.aws.simulate, "role_policy", with_an_unpassed_key)
+    catalog_file.write_text(CATALOG)
+    code, lines = run(monkeypatch, capsys, catalog_file, "--simulate")
+
+    assert code == 1
+    allow = [line for line in lines if ": allow: " in line]
+    assert len(allow) == 7 and all(line.startswith("FAIL") for line in allow), allow
+    assert all("lacked context keys aws:viaawsservice" in line.lower() for line in allow), allow
+    assert "FAIL prod-readonly: allow: another source identity: expected implicitDeny, got implicitDeny" in allow[1]
+    assert all(line.startswith("ok") for line in lines if ": deny: " in line)
+
+
 def test_a_role_that_allows_nothing_cannot_show_the_deny_and_fails(
     model: AwsModelProxy, catalog_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

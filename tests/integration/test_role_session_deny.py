@@ -20,6 +20,7 @@ from bot.aws.granters.role_store import CAPACITY_CODE, PATH
 from bot.store.db import hold_lock
 from tests.integration.faults import inject
 from tests.support.aws import ACCOUNT, World
+from tests.support.aws_model.outcome import policies_now, still_held
 from tests.support.iam_quotas import IamQuotas
 
 ROLE = "prod-readonly"
@@ -162,6 +163,13 @@ def test_a_busy_role_keeps_every_person_denied_through_500_ends_of_100_people_in
         assert ended.cutoff is not None
         last[user] = ended.cutoff
     assert denied(world) == last
+    # As AWS decides it on what IAM holds (inline and every managed document): each person's session issued
+    # just before their cutoff is denied, another person's session is not.
+    state, now = policies_now(world.iam), clock.now + timedelta(minutes=10)
+    assert [
+        p for u, c in last.items() for p in still_held(state, world.role_arn, u, c - timedelta(seconds=1), now)
+    ] == []
+    assert still_held(state, world.role_arn, "nobody.ended", T, now) != []
     attached = world.iam.list_attached_role_policies(RoleName=ROLE)["AttachedPolicies"]
     assert 1 <= len(attached) <= 10
     for policy in attached:  # updated in place: within IAM's 5 versions

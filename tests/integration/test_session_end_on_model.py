@@ -26,7 +26,7 @@ from bot.aws.granters.role_denies import session_deny
 from tests.support.aws import ACCOUNT, World
 from tests.support.aws_model.holder import TICK, Holder
 from tests.support.aws_model.proxy import AwsModelProxy
-from tests.support.aws_model.sessions import CONSOLE_LIMIT, Sessions, User
+from tests.support.aws_model.sessions import CONSOLE_LIMIT, Sessions, User, trust_the_account_root
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 PROPAGATION = timedelta(seconds=60)  # "It might take a few minutes for policy updates to take effect"
@@ -54,6 +54,7 @@ def model(world: World, moto_url: str, clock: Clock) -> Iterator[AwsModelProxy]:
     # The role's own permissions allow sts:AssumeRole on itself (as AdministratorAccess does) and its trust
     # names the account root, as check-config wants: its sessions can re-assume it (role chaining).
     world.iam.put_role_policy(RoleName="prod-readonly", PolicyName="admin", PolicyDocument=json.dumps(ADMIN))
+    trust_the_account_root(world.iam, "prod-readonly")
     proxy = AwsModelProxy(moto_url, clock=clock, delay=PROPAGATION).start()
     proxy.log.baseline(world.iam)
     with proxy.endpoints():

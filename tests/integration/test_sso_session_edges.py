@@ -11,6 +11,7 @@ import pytest
 from bot.aws.errors import AwsError, aws_call
 from bot.aws.granters import GrantSpec, PermissionSetGranter, Polling
 from bot.aws.granters.sso import deny as policy
+from bot.aws.granters.sso.assignments import Assignments, MemoryCreations
 from bot.aws.granters.sso.sessions import lock_key
 from bot.catalog import Kind
 from bot.clock import utcnow
@@ -95,6 +96,26 @@ def test_deleting_an_assignment_that_never_existed_is_gone_not_retried(model: Ss
             PermissionSetArn=center.permission_set_arn, PrincipalType="USER", PrincipalId=center.users["alice.sso"],
         )  # fmt: skip
     assert caught.value.gone and caught.value.code == "ResourceNotFoundException"
+
+
+def test_an_assignment_gone_between_the_read_and_the_delete_counts_as_deleted_once(
+    modelled: Bot, model: SsoModel, center: Center
+) -> None:
+    """An administrator deletes it after the bot read the account: AWS's ResourceNotFoundException is final."""
+    granter = modelled.runtime.workflow.ctx.granters[Kind.SSO_PERMISSION_SET]
+    assert isinstance(granter, PermissionSetGranter)
+    real = granter.assignments
+
+    class ReadBeforeTheDeletion(Assignments):
+        def assigned(self, arn: str, account: str, user_id: str) -> bool:
+            return True  # what the account listed a moment before the administrator's deletion
+
+    via_model = boto3.client("sso-admin", endpoint_url=model.url)
+    stale = ReadBeforeTheDeletion(via_model, real._center, MemoryCreations(), Polling(first=0.05, most=0.1, limit=2))
+    user = center.users["alice.sso"]
+    assert real.assigned(center.permission_set_arn, PROD, user) is False
+    assert stale.unassign(center.permission_set_arn, PROD, user) is True
+    assert model.count("DeleteAccountAssignment") == 1  # asked once, never again
 
 
 @pytest.mark.both_databases

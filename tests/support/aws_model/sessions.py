@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -191,3 +192,24 @@ def _names(principal: str, caller_arn: str) -> bool:
     """Whether a trust principal covers the caller: its ARN, its account (root or ID), or anyone."""
     account = caller_arn.split(":")[4]
     return principal in ("*", caller_arn, account, f"arn:aws:iam::{account}:root") or wildcard(principal, caller_arn)
+
+
+def trust_the_account_root(iam: Any, role: str) -> None:
+    """Give the role the trust issue 20 point 1 describes: the account root, with no source-identity condition.
+
+    Its sessions may then assume the role again (role chaining) when the role's own policies allow it. The
+    test world's trust requires `sts:SourceIdentity` to be `${aws:username}`, which a role session has no
+    value for, so it refuses chaining (IAM User Guide, "IAM policy elements: Variables and tags": a
+    variable with no value in the request makes the condition false); the scenarios need the worst case.
+    """
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
+            }
+        ],
+    }
+    iam.update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps(trust))
