@@ -23,9 +23,10 @@ from tests.integration.flows import approve, file_request
 from tests.integration.sso_setup import ADMIN, cutoff_of, inline, sent
 from tests.integration.test_identity_center import PROD, STAGING, Center
 from tests.support.aws import World
+from tests.support.aws_model.evaluator import Decision
 from tests.support.aws_model.sso import SsoModel
+from tests.support.aws_model.sso_sessions import decide, session
 from tests.support.fake_slack import FakeSlack
-from tests.support.sso_decisions import decision, session
 
 center, model, modelled = sso_setup.center, sso_setup.model, sso_setup.modelled
 
@@ -53,7 +54,7 @@ def test_a_group_end_denies_each_set_the_group_gives_except_where_she_holds_it_a
     assert not center.member("alice.sso")
     in_force = model.in_force(center.permission_set_arn, PROD) or ""
     cutoff = cutoff_of(ended)
-    assert decision(in_force, session(user, PROD, cutoff - timedelta(seconds=1))) == "Deny"
+    assert decide(in_force, session(user, PROD, cutoff - timedelta(seconds=1))) == Decision.EXPLICIT_DENY
     assert policy.ours(inline(center, read_only_arn)) == []  # still hers directly: not cut
     assert model.count("ProvisionPermissionSet") == 1
 
@@ -192,7 +193,9 @@ def test_the_undo_of_a_partly_failed_grant_denies_sessions_before_removing_what_
     assert center.assigned("alice.sso") == set()
     steps = sent(model, PROD, center.permission_set_arn)
     assert [what for what, _ in steps] == ["provisioned", "unassigned"]
-    assert decision(steps[0][1], session(user, PROD, utcnow())) == "Deny"  # a session opened meanwhile is cut
+    assert (
+        decide(steps[0][1], session(user, PROD, utcnow())) == Decision.EXPLICIT_DENY
+    )  # a session opened meanwhile is cut
     wait_until(lambda: (r := modelled.request(request_id)) is not None and r.sessions_denied_until is not None)
 
 
@@ -215,6 +218,6 @@ def test_reconcile_puts_back_a_group_ends_deny_that_disappeared(
     assert reconciler.restore_session_denies() == [request_id]
     in_force = model.in_force(center.permission_set_arn, PROD) or ""
     user = center.users["alice.sso"]
-    assert decision(in_force, session(user, PROD, cutoff_of(ended) - timedelta(seconds=1))) == "Deny"
-    assert decision(in_force, session(user, PROD, cutoff_of(ended))) == "Allow"
+    assert decide(in_force, session(user, PROD, cutoff_of(ended) - timedelta(seconds=1))) == Decision.EXPLICIT_DENY
+    assert decide(in_force, session(user, PROD, cutoff_of(ended))) == Decision.ALLOWED
     assert reconciler.restore_session_denies() == []
