@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import boto3
 import pytest
@@ -12,6 +12,7 @@ from bot.aws.errors import AwsError, aws_call
 from bot.aws.granters import GrantSpec, PermissionSetGranter, Polling
 from bot.aws.granters.sso import deny as policy
 from bot.aws.granters.sso.sessions import lock_key
+from bot.aws.identity_center import Center as IdentityCenter
 from bot.catalog import Kind
 from bot.clock import utcnow
 from bot.reconcile import Reconciler
@@ -20,7 +21,7 @@ from bot.store.db import _lock_id, hold_lock
 from tests.conftest import Bot, wait_until
 from tests.integration import sso_setup
 from tests.integration.flows import approve, file_request
-from tests.integration.sso_setup import ADMIN, cutoff_of, inline, sent
+from tests.integration.sso_setup import ADMIN, MARGIN, cutoff_of, inline, sent
 from tests.integration.test_identity_center import PROD, STAGING, Center
 from tests.support.aws import World
 from tests.support.aws_model.evaluator import Decision
@@ -221,3 +222,37 @@ def test_reconcile_puts_back_a_group_ends_deny_that_disappeared(
     assert decide(in_force, session(user, PROD, cutoff_of(ended) - timedelta(seconds=1))) == Decision.EXPLICIT_DENY
     assert decide(in_force, session(user, PROD, cutoff_of(ended))) == Decision.ALLOWED
     assert reconciler.restore_session_denies() == []
+
+
+def test_a_provisioning_aws_has_not_finished_keeps_the_assignment_and_the_retry_keeps_the_cutoff(
+    model: SsoModel, center: Center
+) -> None:
+    """Past the poll's bound the deny may not be in force yet: the assignment stays, the end owed (retried)."""
+    model.creation_polls, model.provision_polls = 0, 10_000  # AWS keeps provisioning IN_PROGRESS
+    center.sso.put_inline_policy_to_permission_set(
+        InstanceArn=center.instance_arn, PermissionSetArn=center.permission_set_arn, InlinePolicy=ADMIN
+    )
+    sso = boto3.client("sso-admin", endpoint_url=model.url)
+    granter = PermissionSetGranter(sso, IdentityCenter(sso, None), polling=Polling(first=0.05, most=0.1, limit=0.4))
+    spec = GrantSpec(
+        request_id=7201,
+        iam_user="alice.sso",
+        iam_user_arn=center.users["alice.sso"],
+        target=f"ProdAdmin in {PROD}",
+        expires_at=utcnow(),
+        target_arn=center.permission_set_arn,
+    )
+    granter.grant(spec)
+    with pytest.raises(AwsError) as caught:
+        granter.revoke(spec, None)
+    assert caught.value.code == "StillInProgress" and caught.value.transient
+    assert center.assigned("alice.sso") == {PROD}  # not deleted before the deny is in force there
+    assert sent(model, PROD, center.permission_set_arn) == []
+    [first] = policy.ours(inline(center))
+    model.provision_polls = 1  # AWS provisions again in its usual time
+    ended = granter.revoke(spec, None)
+    assert center.assigned("alice.sso") == set()
+    assert [what for what, _ in sent(model, PROD, center.permission_set_arn)] == ["provisioned", "unassigned"]
+    assert policy.ours(inline(center)) == [first]  # the retry kept the first attempt's cutoff
+    cutoff = datetime.fromisoformat(first["Condition"]["DateLessThan"]["aws:TokenIssueTime"])
+    assert ended.lift_at == cutoff + timedelta(hours=1) + MARGIN  # ProdAdmin's SessionDuration is PT1H
