@@ -202,3 +202,30 @@ def test_a_new_grant_right_after_an_end_is_not_cut_by_that_ends_deny(
     ctx = modelled.runtime.workflow.ctx
     reconciler = Reconciler(engine=ctx.engine, catalog=ctx.catalog, granters=ctx.granters, iam=world.iam, kms=world.kms)
     assert reconciler.restore_session_denies() == []  # lifted on purpose: not put back while she holds it again
+
+
+def test_reconcile_puts_a_deny_back_only_where_it_was_written_not_where_a_group_gives_her_the_set(
+    modelled: Bot, model: SsoModel, world: World, center: Center
+) -> None:
+    model.creation_polls = 0
+    user = center.users["alice.sso"]
+    center.store.create_group_membership(
+        IdentityStoreId=center.store_id, GroupId=center.group_id, MemberId={"UserId": user}
+    )
+    boto3.client("sso-admin", endpoint_url=model.url).create_account_assignment(
+        InstanceArn=center.instance_arn, TargetId=PROD, TargetType="AWS_ACCOUNT",
+        PermissionSetArn=center.permission_set_arn, PrincipalType="GROUP", PrincipalId=center.group_id,
+    )  # fmt: skip
+    request_id = file_request(modelled, "U0ALICE", "request prod-admin-sso 2s incident")
+    approve(modelled, request_id)
+    ended = modelled.wait_status(request_id, "expired", timeout=15)
+    assert [policy.accounts_of(s) for s in policy.ours(inline(center))] == [[STAGING]]  # PROD is hers by the group
+    center.sso.put_inline_policy_to_permission_set(  # a Terraform apply puts the administrator's version back
+        InstanceArn=center.instance_arn, PermissionSetArn=center.permission_set_arn, InlinePolicy=ADMIN
+    )
+    ctx = modelled.runtime.workflow.ctx
+    reconciler = Reconciler(engine=ctx.engine, catalog=ctx.catalog, granters=ctx.granters, iam=world.iam, kms=world.kms)
+    assert reconciler.restore_session_denies() == [request_id]
+    assert [policy.accounts_of(s) for s in policy.ours(inline(center))] == [[STAGING]]
+    in_force = model.in_force(center.permission_set_arn, PROD) or ""
+    assert decide(in_force, session(user, PROD, cutoff_of(ended) - timedelta(hours=1))) == Decision.ALLOWED
