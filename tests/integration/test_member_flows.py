@@ -7,10 +7,13 @@ from pathlib import Path
 
 from bot.aws.granters import RoleGranter
 from bot.aws.granters.role_denies import INLINE_NAME
+from bot.clock import utcnow
 from bot.reconcile import Reconciler
 from bot.reconcile.denies import DENY_THING
 from bot.reconcile.report import Problem
-from tests.conftest import Bot
+from bot.store.db import session_scope
+from bot.store.models import AccessRequest
+from tests.conftest import Bot, wait_until
 from tests.integration.flows import approve, catalog_with, file_request
 from tests.integration.test_reconcile import drift_rows, reconcile
 from tests.support.aws import ACCOUNT, World
@@ -119,3 +122,23 @@ def test_reconcile_puts_back_a_member_roles_deny_there_when_it_was_deleted(
     for role in world.iam.list_roles()["Roles"]:  # nothing of it written in the bot's own account
         assert INLINE_NAME not in world.iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]
     assert reconciler.check().drift == ()
+
+
+def test_a_member_roles_deny_is_lifted_there_when_due(
+    make_bot: Callable[..., Bot], catalog_file: Path, world: World
+) -> None:
+    member = seed_member()
+    catalog_file.write_text(member_catalog(member))
+    bot = make_bot()
+    request_id = file_request(bot, "U0ALICE", "request member-deploy 1h deploying the member service")
+    approve(bot, request_id)
+    bot.wait_status(request_id, "active")
+    bot.sender.command("U0ALICE", f"revoke {request_id}")
+    bot.wait_status(request_id, "revoked")
+    assert set(RoleGranter(member.iam).denied(member.role_arn)) == {"alice"}
+    with session_scope(bot.runtime.workflow.engine) as db:  # the lift (12 h after the cutoff) falls due now
+        row = db.get(AccessRequest, request_id)
+        assert row is not None
+        row.sessions_denied_until = row.next_due_at = utcnow()
+    wait_until(lambda: (r := bot.request(request_id)) is not None and r.sessions_denied_until is None, timeout=15)
+    assert RoleGranter(member.iam).denied(member.role_arn) == {}  # lifted through the member role, in its account
