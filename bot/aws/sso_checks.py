@@ -22,6 +22,7 @@ from bot.catalog import PermissionSetResource, SsoGroupResource
 SESSION_ACTIONS = (
     "sso:GetInlinePolicyForPermissionSet",
     "sso:PutInlinePolicyToPermissionSet",
+    "sso:DeleteInlinePolicyFromPermissionSet",  # a lift that leaves the set with no inline policy of its own
     "sso:ProvisionPermissionSet",
     "sso:DescribePermissionSetProvisioningStatus",
     "sso:ListAccountsForProvisionedPermissionSet",

@@ -59,6 +59,13 @@ def test_demo_tells_the_whole_story_offline_in_under_a_minute(tmp_path: Path) ->
     member = [line for line in out.splitlines() if "[AWS] account 222222222222, role deploy" in line]
     assert [line.rsplit(": ", 1)[1] for line in member] == ["(none)", "(none)", "accessbot-ended-sessions"], member
     assert '"Sid": "AccessbotEnd' in out and '"aws:SourceIdentity": "alice"' in out
+    # The Identity Center session cut: ProdAdmin's inline policy before, during and after the end (issue 21).
+    heads = [i for i, line in enumerate(out.splitlines()) if "[AWS] ProdAdmin's inline policy" in line]
+    assert [out.splitlines()[i].rsplit(": ", 1)[1] for i in heads] == ["(none)", "1", "(none)"], heads
+    during = out.splitlines()[heads[1] + 1 : heads[1] + 3]
+    assert '"Sid": "NoBilling"' in during[0] and '"identitystore:userId"' in during[1], during  # the admin's kept
+    assert '"aws:TokenIssueTime"' in during[1] and '"aws:PrincipalAccount"' in during[1], during
+    assert out.splitlines()[heads[2] + 1] == out.splitlines()[heads[0] + 1]  # lifted: the set as it was
     assert "Activity of #1: 5 calls, 2 writes, 1 AccessDenied" in out and "cloudformation:UpdateStack" in out
     # On call in (fake) PagerDuty: approved at once; then the schedule cannot be read: to people, saying why.
     assert "Approved: on call for payments-primary." in out

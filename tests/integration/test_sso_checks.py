@@ -7,6 +7,8 @@ EvalDecision "allowed" / "implicitDeny").
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -18,9 +20,11 @@ from bot.catalog.models import PermissionSetResource, SsoGroupResource
 from tests.integration import test_identity_center as identity_center
 from tests.integration.faults import _Body
 from tests.integration.test_identity_center import PROD, STAGING, Center
+from tests.support.aws_model.evaluator import Decision, evaluate
 
 center = identity_center.center
 BOT = "arn:aws:iam::123456789012:role/accessbot"
+WRITES = ("sso:PutInlinePolicyToPermissionSet", "sso:DeleteInlinePolicyFromPermissionSet", "sso:ProvisionPermissionSet")
 COMMON = {"approvers": ["platform"], "approval_channel": "C0APPROVALS"}
 
 
@@ -91,3 +95,21 @@ def test_a_groups_reach_is_counted(center: Center) -> None:
 def test_an_assumed_role_session_is_checked_as_its_role() -> None:
     assert principal_of("arn:aws:sts::123456789012:assumed-role/accessbot/i-0abc") == BOT
     assert principal_of("arn:aws:iam::123456789012:user/ops") == "arn:aws:iam::123456789012:user/ops"
+
+
+def test_the_documented_policy_allows_the_session_actions_on_the_catalogs_set_and_writes_on_no_other() -> None:
+    """docs/iam-policy.json on the shared evaluator: what check-config asks the simulator is granted, scoped.
+
+    Resource types per the Service Authorization Reference ("Actions, resources, and condition keys for AWS
+    IAM Identity Center"): the writes take the instance and the permission set, ProvisionPermissionSet also
+    the account.
+    """
+    policy = json.loads((Path(__file__).resolve().parents[2] / "docs" / "iam-policy.json").read_text())
+    instance = "arn:aws:sso:::instance/ssoins-0123456789abcdef"
+    catalogs = "arn:aws:sso:::permissionSet/ssoins-0123456789abcdef/ps-0123456789abcdef"
+    other = "arn:aws:sso:::permissionSet/ssoins-0123456789abcdef/ps-fedcba9876543210"
+    for action in SESSION_ACTIONS:
+        for arn in (instance, catalogs, f"arn:aws:sso:::account/{PROD}"):
+            assert evaluate([policy], action, arn, {}) == Decision.ALLOWED, (action, arn)
+    for action in WRITES:
+        assert evaluate([policy], action, other, {}) == Decision.IMPLICIT_DENY, action

@@ -2,7 +2,7 @@
 
 Through moto and, in front of it, the model of Identity Center's asynchronous statuses and per-account
 provisioning (tests/support/aws_model/sso.py): what is *in force* in an account is what was provisioned
-there, and the decisions are taken on it (tests/support/sso_decisions.py).
+there, and the decisions are taken on it by the shared evaluator (tests/support/aws_model/sso_sessions.py).
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from tests.integration.flows import approve, file_request
 from tests.integration.sso_setup import ADMIN, MARGIN, cutoff_of, inline, sent
 from tests.integration.test_identity_center import PROD, STAGING, Center
 from tests.support.aws import World
+from tests.support.aws_model.evaluator import Decision
 from tests.support.aws_model.sso import SsoModel
+from tests.support.aws_model.sso_sessions import decide, session
 from tests.support.fake_slack import FakeSlack
-from tests.support.sso_decisions import decision, session
 
 center, model, modelled = sso_setup.center, sso_setup.model, sso_setup.modelled
 ELSEWHERE = "333333333333"
@@ -47,9 +48,9 @@ def test_an_end_denies_her_open_sessions_in_each_granted_account_before_its_assi
         steps = sent(model, account, center.permission_set_arn)
         assert [what for what, _ in steps] == ["provisioned", "unassigned"]  # in force before the assignment went
         in_force = steps[0][1]
-        assert decision(in_force, session(user, account, cutoff - timedelta(seconds=1))) == "Deny"
-        assert decision(in_force, session(user, account, cutoff)) == "Allow"  # a later grant works
-        assert decision(in_force, session(user, "333333333333", cutoff - timedelta(hours=1))) == "Allow"
+        assert decide(in_force, session(user, account, cutoff - timedelta(seconds=1))) == Decision.EXPLICIT_DENY
+        assert decide(in_force, session(user, account, cutoff)) == Decision.ALLOWED  # a later grant works
+        assert decide(in_force, session(user, "333333333333", cutoff - timedelta(hours=1))) == Decision.ALLOWED
     now = inline(center)
     assert now.startswith(ADMIN[: ADMIN.rindex("]")])  # the administrator's bytes, then the bot's statement
     assert [s["Sid"] for s in policy.ours(now)] == [f"AccessbotEnd{request_id}"]
@@ -175,8 +176,8 @@ def test_reconcile_puts_back_a_deny_that_disappeared_while_owed(
     assert reconciler.restore_session_denies() == [request_id]
     assert [s["Sid"] for s in policy.ours(inline(center))] == [f"AccessbotEnd{request_id}"]
     in_force = model.in_force(center.permission_set_arn, PROD) or ""
-    assert decision(in_force, session(user, PROD, cutoff_of(ended) - timedelta(seconds=1))) == "Deny"
-    assert decision(in_force, session(user, PROD, cutoff_of(ended))) == "Allow"  # the same cutoff as before
+    assert decide(in_force, session(user, PROD, cutoff_of(ended) - timedelta(seconds=1))) == Decision.EXPLICIT_DENY
+    assert decide(in_force, session(user, PROD, cutoff_of(ended))) == Decision.ALLOWED  # the same cutoff as before
     assert reconciler.restore_session_denies() == []  # there now: nothing to do
 
 
@@ -196,8 +197,35 @@ def test_a_new_grant_right_after_an_end_is_not_cut_by_that_ends_deny(
     assert now < cutoff_of(ended)  # within the first end's margin: its deny would still cut a new session
     for account in (PROD, STAGING):
         in_force = model.in_force(center.permission_set_arn, account) or ""
-        assert decision(in_force, session(user, account, now)) == "Allow"
+        assert decide(in_force, session(user, account, now)) == Decision.ALLOWED
     assert policy.ours(inline(center)) == []
     ctx = modelled.runtime.workflow.ctx
     reconciler = Reconciler(engine=ctx.engine, catalog=ctx.catalog, granters=ctx.granters, iam=world.iam, kms=world.kms)
     assert reconciler.restore_session_denies() == []  # lifted on purpose: not put back while she holds it again
+
+
+def test_reconcile_puts_a_deny_back_only_where_it_was_written_not_where_a_group_gives_her_the_set(
+    modelled: Bot, model: SsoModel, world: World, center: Center
+) -> None:
+    model.creation_polls = 0
+    user = center.users["alice.sso"]
+    center.store.create_group_membership(
+        IdentityStoreId=center.store_id, GroupId=center.group_id, MemberId={"UserId": user}
+    )
+    boto3.client("sso-admin", endpoint_url=model.url).create_account_assignment(
+        InstanceArn=center.instance_arn, TargetId=PROD, TargetType="AWS_ACCOUNT",
+        PermissionSetArn=center.permission_set_arn, PrincipalType="GROUP", PrincipalId=center.group_id,
+    )  # fmt: skip
+    request_id = file_request(modelled, "U0ALICE", "request prod-admin-sso 2s incident")
+    approve(modelled, request_id)
+    ended = modelled.wait_status(request_id, "expired", timeout=15)
+    assert [policy.accounts_of(s) for s in policy.ours(inline(center))] == [[STAGING]]  # PROD is hers by the group
+    center.sso.put_inline_policy_to_permission_set(  # a Terraform apply puts the administrator's version back
+        InstanceArn=center.instance_arn, PermissionSetArn=center.permission_set_arn, InlinePolicy=ADMIN
+    )
+    ctx = modelled.runtime.workflow.ctx
+    reconciler = Reconciler(engine=ctx.engine, catalog=ctx.catalog, granters=ctx.granters, iam=world.iam, kms=world.kms)
+    assert reconciler.restore_session_denies() == [request_id]
+    assert [policy.accounts_of(s) for s in policy.ours(inline(center))] == [[STAGING]]
+    in_force = model.in_force(center.permission_set_arn, PROD) or ""
+    assert decide(in_force, session(user, PROD, cutoff_of(ended) - timedelta(hours=1))) == Decision.ALLOWED

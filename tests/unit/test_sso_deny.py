@@ -1,4 +1,4 @@
-"""The Identity Center session deny: its decisions under AWS's documented semantics, and byte-exact edits."""
+"""The Identity Center session deny: its decisions on the shared IAM evaluator, and byte-exact edits."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from bot.aws.granters.sso import deny as policy
 from bot.aws.granters.sso.deny import Deny, sid_of
 from bot.aws.granters.sso.permission_set import cutoff_at
 from bot.aws.granters.sso.permission_sets import session_duration
-from tests.support.sso_decisions import decision, session
+from tests.support.aws_model.evaluator import Decision
+from tests.support.aws_model.sso_sessions import decide, session
 
 CUTOFF = datetime(2026, 12, 8, 3, 0, tzinfo=UTC)
 ALICE, BOB = "9067c4a1-aaaa-4000-8000-000000000001", "9067c4a1-bbbb-4000-8000-000000000002"
@@ -33,19 +34,38 @@ SECOND = timedelta(seconds=1)
 @pytest.mark.parametrize(
     ("description", "context", "expected"),
     [
-        ("her session in a granted account, issued before the cutoff", session(ALICE, PROD, CUTOFF - SECOND), "Deny"),
-        ("the same in the other granted account", session(ALICE, STAGING, CUTOFF - timedelta(hours=11)), "Deny"),
-        ("her session issued at the cutoff (a later grant)", session(ALICE, PROD, CUTOFF), "Allow"),
-        ("her session issued after the cutoff", session(ALICE, PROD, CUTOFF + SECOND), "Allow"),
-        ("her session of the same set in an account not granted", session(ALICE, OTHER, CUTOFF - SECOND), "Allow"),
-        ("someone else's session from before the cutoff", session(BOB, PROD, CUTOFF - SECOND), "Allow"),
-        ("a request without the user key (not an Identity Center session)", {"aws:PrincipalAccount": PROD}, "Allow"),
+        (
+            "her session in a granted account, issued before the cutoff",
+            session(ALICE, PROD, CUTOFF - SECOND),
+            Decision.EXPLICIT_DENY,
+        ),
+        (
+            "the same in the other granted account",
+            session(ALICE, STAGING, CUTOFF - timedelta(hours=11)),
+            Decision.EXPLICIT_DENY,
+        ),
+        ("her session issued at the cutoff (a later grant)", session(ALICE, PROD, CUTOFF), Decision.ALLOWED),
+        ("her session issued after the cutoff", session(ALICE, PROD, CUTOFF + SECOND), Decision.ALLOWED),
+        (
+            "her session of the same set in an account not granted",
+            session(ALICE, OTHER, CUTOFF - SECOND),
+            Decision.ALLOWED,
+        ),
+        ("someone else's session from before the cutoff", session(BOB, PROD, CUTOFF - SECOND), Decision.ALLOWED),
+        (
+            "a request without the user key (not an Identity Center session)",
+            {"aws:PrincipalAccount": PROD},
+            Decision.ALLOWED,
+        ),
     ],
 )
 def test_the_deny_cuts_exactly_her_sessions_in_the_granted_accounts_from_before_the_cutoff(
-    description: str, context: dict[str, str], expected: str
+    description: str, context: dict[str, str], expected: Decision
 ) -> None:
-    assert decision(policy.with_deny(ADMIN, DENY), context) == expected, description
+    assert decide(policy.with_deny(ADMIN, DENY), context) == expected, description
+    # the administrator's own statements still decide what the deny does not touch
+    assert decide(policy.with_deny(ADMIN, DENY), context, action="iam:ListRoles") == Decision.EXPLICIT_DENY
+    assert decide(policy.with_deny(ADMIN, DENY), context, action="s3:PutObject") != Decision.ALLOWED
 
 
 def test_the_administrators_bytes_are_kept_and_a_lift_gives_them_back_exactly() -> None:
@@ -61,8 +81,8 @@ def test_two_ends_on_one_set_merge_and_each_lift_removes_only_its_own() -> None:
     assert [s["Sid"] for s in policy.ours(both)] == [DENY.sid, other.sid]
     only_bob = policy.without(both, [DENY.sid])
     assert [s["Sid"] for s in policy.ours(only_bob)] == [other.sid]
-    assert decision(only_bob, session(ALICE, PROD, CUTOFF - SECOND)) == "Allow"
-    assert decision(only_bob, session(BOB, PROD, CUTOFF - SECOND)) == "Deny"
+    assert decide(only_bob, session(ALICE, PROD, CUTOFF - SECOND)) == Decision.ALLOWED
+    assert decide(only_bob, session(BOB, PROD, CUTOFF - SECOND)) == Decision.EXPLICIT_DENY
     assert policy.without(only_bob, [other.sid]) == ADMIN
 
 
@@ -116,9 +136,9 @@ def test_a_new_grant_narrows_her_earlier_denies_to_the_accounts_it_does_not_gran
     bobs = Deny(sid_of(8), BOB, (PROD,), CUTOFF)
     both = policy.with_deny(policy.with_deny(ADMIN, DENY), bobs)
     prod_again = policy.narrowed(both, ALICE, [PROD])
-    assert decision(prod_again, session(ALICE, PROD, CUTOFF - SECOND)) == "Allow"  # her new grant works
-    assert decision(prod_again, session(ALICE, STAGING, CUTOFF - SECOND)) == "Deny"  # still ended there
-    assert decision(prod_again, session(BOB, PROD, CUTOFF - SECOND)) == "Deny"  # nobody else's deny moves
+    assert decide(prod_again, session(ALICE, PROD, CUTOFF - SECOND)) == Decision.ALLOWED  # her new grant works
+    assert decide(prod_again, session(ALICE, STAGING, CUTOFF - SECOND)) == Decision.EXPLICIT_DENY  # still ended there
+    assert decide(prod_again, session(BOB, PROD, CUTOFF - SECOND)) == Decision.EXPLICIT_DENY  # nobody else's deny moves
     everywhere = policy.narrowed(prod_again, ALICE, [PROD, STAGING])
     assert [s["Sid"] for s in policy.ours(everywhere)] == [bobs.sid]
     assert policy.narrowed(everywhere, ALICE, [PROD]) == everywhere

@@ -182,9 +182,14 @@ class PermissionSetGranter:
             return False
         cutoff = lift_at - self.sets.session_length(arn) - self._margin
         name, accounts = split_permission_set_target(spec.target)
+        # As at the end itself: not where the person holds the set another way (her sessions there are hers).
+        other = self._held_other_ways(spec.iam_user_arn)
+        deny_in = tuple(a for a in accounts if (arn, a) not in other)
+        if not deny_in:
+            return False
         provisioned = set(self.denies.provisioned_in(arn))
         outcome = self.denies.deny(
-            arn, name, Deny(sid, spec.iam_user_arn, accounts, cutoff), [a for a in accounts if a in provisioned]
+            arn, name, Deny(sid, spec.iam_user_arn, deny_in, cutoff), [a for a in deny_in if a in provisioned]
         )
         if outcome.failures:
             raise outcome.failures[0]
