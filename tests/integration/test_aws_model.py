@@ -19,19 +19,6 @@ from tests.support.aws_model.proxy import AwsModelProxy
 from tests.support.aws_model.sessions import Sessions, User, trust_the_account_root
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-# A trust of the account root with no source-identity condition: sessions of the role may assume it again.
-OPEN_TRUST = json.dumps(
-    {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
-                "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
-            }
-        ],
-    }
-)
 ADMIN = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
 
 
@@ -157,10 +144,6 @@ def test_a_chained_session_keeps_its_source_identity_and_a_deny_reaches_it(
     assert sessions.assume_role(User("bob"), world.role_arn, "bob", T0) is None
     first = sessions.assume_role(alice, world.role_arn, "alice", T0)
     assert first is not None and sessions.usable(first, T0)
-    # The trust check-config asks for (sts:SourceIdentity = ${aws:username}) refuses a role session, which has
-    # no aws:username: chaining is closed. A trust without that condition is the case the deny must still cover.
-    assert sessions.assume_role(first, world.role_arn, None, T0 + timedelta(minutes=1)) is None
-    iam.update_assume_role_policy(RoleName="prod-readonly", PolicyDocument=OPEN_TRUST)
     # The role's own AdministratorAccess-like policy lets its session assume the role again: role chaining.
     chained = sessions.assume_role(first, world.role_arn, None, T0 + timedelta(minutes=50))
     assert chained is not None and chained.source_identity == "alice"
